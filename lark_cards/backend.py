@@ -1,0 +1,380 @@
+"""The Errbot backend: Errbot's contract on one side, transport/api/render on the other.
+
+Threads and loops: ``serve_once`` runs on Errbot's main thread and owns one asyncio loop for the
+aiohttp event server and the Open API client. Errbot calls ``send_message`` from its worker
+threads; those calls cross into the loop with ``asyncio.run_coroutine_threadsafe`` and return at
+once. Incoming events go the other way: the webhook acks, then hands each envelope to a
+single-thread executor so Errbot's synchronous processing never blocks the loop and messages
+are seen in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+from errbot.backends.base import ONLINE, Message, Person, Room
+from errbot.core import ErrBot
+
+from lark_cards.api import LarkAPIError, LarkClient
+from lark_cards.directory import CachedDirectory, LookupUnavailableError
+from lark_cards.events import (
+    MESSAGE_RECEIVE,
+    Envelope,
+    EventError,
+    MessageReceived,
+    parse_message,
+    resolve_mentions,
+)
+from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant, parse_identifier
+from lark_cards.render import render_markdown
+from lark_cards.settings import ConfigError, Settings
+from lark_cards.transport.dedup import TTLSet
+from lark_cards.transport.webhook import create_app
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Errbot slices raw markdown every MESSAGE_SIZE_LIMIT characters before send_message sees it,
+# which cuts code blocks and tables in half; the renderer splits structurally instead.
+MESSAGE_SIZE_LIMIT = 1_000_000
+BLOCKING_CALL_TIMEOUT = 15.0
+
+
+class LarkCardsBackend(ErrBot):
+    """Errbot backend for Feishu / Lark that answers with interactive cards."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        try:
+            self.settings = Settings.from_config(config)
+        except ConfigError as error:
+            log.critical("lark-cards: %s", error)
+            raise SystemExit(f"lark-cards: configuration error: {error}") from None
+        self.bot_identifier = LarkPerson(self.settings.app_id)
+        self.client: LarkClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._inbound = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lark-in")
+        self.directory = CachedDirectory(self._fetch_user, self._fetch_chat)
+        LarkPerson.directory = self.directory
+        LarkRoom.directory = self.directory
+
+    def set_message_size_limit(
+        self, limit: int = MESSAGE_SIZE_LIMIT, hard_limit: int = MESSAGE_SIZE_LIMIT
+    ) -> None:
+        super().set_message_size_limit(limit, hard_limit)
+
+    @property
+    def mode(self) -> str:
+        return "lark"
+
+    # ----- serving ------------------------------------------------------------------------------
+
+    def serve_once(self) -> bool:
+        """Run the loop until a shutdown is requested (True) or the connection fails (False)."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            return loop.run_until_complete(self._serve())
+        finally:
+            self._loop = None
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self) -> bool:
+        self._stop = asyncio.Event()
+        signals = self._install_signal_handlers(self._stop)
+        client = LarkClient(
+            app_id=self.settings.app_id,
+            app_secret=self.settings.app_secret,
+            base_url=self.settings.base_url,
+            timeout=self.settings.request_timeout,
+            chat_qps=self.settings.chat_qps,
+            app_qps=self.settings.app_qps,
+            max_retries=self.settings.max_retries,
+        )
+        await client.start()
+        self.client = client
+        runner: web.AppRunner | None = None
+        try:
+            bot = await client.bot_info()
+            self.bot_identifier = LarkPerson(bot["open_id"], name=bot.get("app_name"))
+            log.info("Connected to %s as %s", self.settings.base_url, self.bot_identifier.nick)
+            # Plugins activate before the server opens, so the first event finds its commands.
+            await asyncio.get_running_loop().run_in_executor(None, self.connect_callback)
+            runner = await self._start_server()
+            self.reset_reconnection_count()
+            await self._stop.wait()
+            return True
+        except (LarkAPIError, OSError) as error:
+            log.error("lark-cards: cannot serve: %s", error)
+            return False
+        finally:
+            await self._drain()
+            if runner is not None:
+                await runner.cleanup()
+            await client.close()
+            self.client = None
+            for signum in signals:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+
+    async def _start_server(self) -> web.AppRunner:
+        dedup = TTLSet(self.settings.dedup_ttl, self.settings.dedup_max_entries)
+        app = create_app(self.settings, self._dispatch, dedup=dedup)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        await site.start()
+        log.info(
+            "Listening for Feishu events on http://%s:%d%s",
+            self.settings.host,
+            self.settings.port,
+            self.settings.path,
+        )
+        if not (self.settings.encrypt_key or self.settings.verification_token):
+            log.warning("No encrypt_key or verification_token: anyone can post events.")
+        return runner
+
+    def _install_signal_handlers(self, stop: asyncio.Event) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return [signal.SIGINT, signal.SIGTERM]
+
+    async def _drain(self) -> None:
+        """Give pending sends a bounded time to finish, then cancel what is left."""
+        pending = {task for task in self._tasks if not task.done()}
+        if pending:
+            log.info("Waiting for %d pending send(s)", len(pending))
+            _, late = await asyncio.wait(pending, timeout=self.settings.shutdown_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("Dropped %d send(s) still pending at shutdown", len(late))
+
+    def shutdown(self) -> None:
+        self.request_stop()
+        self._inbound.shutdown(wait=False, cancel_futures=True)
+        super().shutdown()
+
+    def request_stop(self) -> None:
+        """Ask ``serve_once`` to return (thread-safe)."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    # ----- crossing between Errbot's threads and the loop ---------------------------------------
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise RuntimeError("lark-cards is not connected")
+        return asyncio.run_coroutine_threadsafe(self._tracked(coro), loop)
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await coro
+        finally:
+            self._tasks.discard(task)
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = BLOCKING_CALL_TIMEOUT) -> T:
+        """Run ``coro`` on the loop and wait for it; only from a thread other than the loop's."""
+        loop = self._loop
+        if loop is not None and _running_loop() is loop:
+            coro.close()
+            raise RuntimeError("blocking Feishu call made on the event loop thread")
+        return self._submit(coro).result(timeout)
+
+    def _fetch_user(self, open_id: str) -> Mapping[str, Any]:
+        return self._lookup(lambda client: client.user_info(open_id))
+
+    def _fetch_chat(self, chat_id: str) -> Mapping[str, Any]:
+        return self._lookup(lambda client: client.chat_info(chat_id))
+
+    def _lookup(
+        self, request: Callable[[LarkClient], Coroutine[Any, Any, dict[str, Any]]]
+    ) -> Mapping[str, Any]:
+        client, loop = self.client, self._loop
+        if client is None or loop is None or _running_loop() is loop:
+            raise LookupUnavailableError  # never block the loop on a profile lookup
+        return self._call(request(client))
+
+    def _connected_client(self) -> LarkClient:
+        if self.client is None:
+            raise RuntimeError("lark-cards is not connected")
+        return self.client
+
+    # ----- incoming -----------------------------------------------------------------------------
+
+    def _dispatch(self, envelope: Envelope) -> None:
+        """Called on the loop by the webhook after the ack; must return at once."""
+        self._inbound.submit(self._handle_envelope, envelope)
+
+    def _handle_envelope(self, envelope: Envelope) -> None:
+        try:
+            if envelope.event_type == MESSAGE_RECEIVE:
+                self._handle_message(parse_message(envelope))
+            else:
+                log.debug("Ignoring event type %s (%s)", envelope.event_type, envelope.event_id)
+        except EventError as error:
+            log.info("Unreadable %s event %s: %s", envelope.event_type, envelope.event_id, error)
+        except Exception:
+            log.exception("Failed to process event %s", envelope.event_id)
+
+    def _handle_message(self, event: MessageReceived) -> None:
+        text, _ = resolve_mentions(event.text, event.mentions, self.bot_identifier.open_id)
+        msg = Message(body=text, extras=_extras(event))
+        if event.is_direct:
+            msg.frm = LarkPerson(event.sender_open_id, chat_id=event.chat_id)
+            msg.to = self.bot_identifier
+        else:
+            room = LarkRoom(event.chat_id)
+            msg.frm = LarkRoomOccupant(event.sender_open_id, room)
+            msg.to = room
+        log.debug("Message %s from %s", event.message_id, msg.frm)
+        self.callback_message(msg)
+        people = [LarkPerson(m.open_id, name=m.name) for m in event.mentions if m.open_id]
+        if people:
+            self.callback_mention(msg, people)
+
+    def is_from_self(self, msg: Message) -> bool:
+        return isinstance(msg.frm, LarkPerson) and msg.frm.open_id == self.bot_identifier.open_id
+
+    # ----- outgoing -----------------------------------------------------------------------------
+
+    def send_message(self, msg: Message) -> None:
+        super().send_message(msg)
+        try:
+            future = self._submit(self._deliver(msg))
+        except RuntimeError as error:
+            log.error("Cannot send to %s: %s", msg.to, error)
+            return
+        future.add_done_callback(_log_failure)
+
+    async def _deliver(self, msg: Message) -> None:
+        client = self._connected_client()
+        parent = _reply_target(msg)
+        for card in render_markdown(msg.body):
+            if parent is not None:
+                await client.reply_message(
+                    parent,
+                    "interactive",
+                    card,
+                    chat_id=_chat_key(msg.to),
+                    reply_in_thread=bool(msg.extras.get("reply_in_thread")),
+                )
+            else:
+                receive_id, id_type = _receiver(msg.to)
+                await client.send_message(receive_id, "interactive", card, receive_id_type=id_type)
+
+    def build_reply(
+        self, msg: Message, text: str | None = None, private: bool = False, threaded: bool = False
+    ) -> Message:
+        reply = self.build_message(text or "")
+        reply.frm = self.bot_identifier
+        reply.parent = msg
+        if private or msg.is_direct:
+            p2p_chat = msg.frm.client if msg.is_direct else None
+            reply.to = LarkPerson(msg.frm.open_id, chat_id=p2p_chat)
+        else:
+            reply.to = msg.to
+        if private and not msg.is_direct:
+            reply.parent = None  # the reply API would answer in the group, not privately
+        reply.extras["reply_in_thread"] = threaded
+        return reply
+
+    def prefix_groupchat_reply(self, message: Message, identifier: Person) -> None:
+        super().prefix_groupchat_reply(message, identifier)
+        message.body = f"<at id={identifier.person}></at> {message.body}"
+
+    def change_presence(self, status: str = ONLINE, message: str = "") -> None:
+        log.debug("Feishu bots have no presence; ignoring change to %s", status)
+
+    # ----- identifiers and rooms ----------------------------------------------------------------
+
+    def build_identifier(self, text_representation: str) -> LarkPerson | LarkRoom:
+        return parse_identifier(text_representation)
+
+    def query_room(self, room: str) -> LarkRoom:
+        identifier = parse_identifier(room)
+        if not isinstance(identifier, LarkRoom):
+            raise ValueError(f"{room!r} is not a chat id (oc_…)")
+        return identifier
+
+    def rooms(self) -> list[LarkRoom]:
+        """The group chats the bot is a member of."""
+        chats = self._call(self._connected_client().list_chats())
+        for chat in chats:
+            self.directory.remember("chat", chat["chat_id"], chat)
+        return [LarkRoom(chat["chat_id"], name=chat.get("name")) for chat in chats]
+
+
+def _extras(event: MessageReceived) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "chat_id": event.chat_id,
+        "chat_type": event.chat_type,
+        "event_id": event.event_id,
+        "message_type": event.message_type,
+        "root_id": event.root_id,
+        "thread_id": event.thread_id,
+    }
+
+
+def _reply_target(msg: Message) -> str | None:
+    """The message id to reply to, when the reply goes back into the question's chat."""
+    parent = msg.parent
+    if parent is None:
+        return None
+    extras: Mapping[str, Any] = parent.extras or {}
+    message_id = extras.get("message_id")
+    if not message_id:
+        return None
+    same_chat = (isinstance(msg.to, Room) and str(msg.to) == extras.get("chat_id")) or (
+        extras.get("chat_type") == "p2p" and isinstance(msg.to, LarkPerson)
+    )
+    return message_id if same_chat else None
+
+
+def _receiver(identifier: Any) -> tuple[str, str]:
+    if isinstance(identifier, LarkRoomOccupant):
+        return identifier.room.chat_id, "chat_id"
+    if isinstance(identifier, LarkRoom):
+        return identifier.chat_id, "chat_id"
+    if isinstance(identifier, LarkPerson):
+        return identifier.open_id, "open_id"
+    raise ValueError(f"cannot send to {identifier!r}: not a Feishu identifier")
+
+
+def _chat_key(identifier: Any) -> str:
+    if isinstance(identifier, LarkPerson) and identifier.client:
+        return identifier.client
+    return _receiver(identifier)[0]
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    if future.cancelled():
+        log.warning("A send was cancelled at shutdown")
+    elif (error := future.exception()) is not None:
+        log.error("Sending failed: %s", error)

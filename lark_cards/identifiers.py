@@ -1,0 +1,184 @@
+"""Errbot identifiers for Feishu: people, chats and people-in-chats.
+
+Identifiers are plain values (ids plus whatever the event told us) so they pickle into plugin
+storage and compare by id. Profile data Feishu does not put in events (full name, email, chat
+name) is fetched lazily through a ``Directory`` the backend installs on the class, and cached
+there — never in a constructor, so building identifiers costs no API calls
+(err-backend-slackv3 #56).
+
+Text forms (``str()`` round-trips through ``build_identifier``)::
+
+    ou_xxx            LarkPerson          (open_id)
+    oc_xxx            LarkRoom            (chat_id)
+    oc_xxx/ou_xxx     LarkRoomOccupant    (chat_id/open_id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+from errbot.backends.base import Person, Room, RoomOccupant
+
+
+class Directory(Protocol):
+    """Looks up profiles on demand; returns ``{}`` when the lookup is impossible or fails."""
+
+    def user(self, open_id: str) -> Mapping[str, Any]: ...
+
+    def chat(self, chat_id: str) -> Mapping[str, Any]: ...
+
+
+class _NoDirectory:
+    def user(self, open_id: str) -> Mapping[str, Any]:
+        return {}
+
+    def chat(self, chat_id: str) -> Mapping[str, Any]:
+        return {}
+
+
+class LarkPerson(Person):
+    """A Feishu user, identified by the app-scoped ``open_id``.
+
+    Errbot field  → Feishu field
+    ``person``    → open_id (what ``BOT_ADMINS`` and ACLs match, e.g. ``"ou_84aa…"``)
+    ``aclattr``   → open_id
+    ``nick``      → name from the event's mention, else the contact API's ``name``
+    ``fullname``  → contact API ``name`` (``contact/v3/users``, needs a contact scope)
+    ``email``     → contact API ``email`` ("" when the scope is missing)
+    ``client``    → the p2p chat_id when the person wrote to the bot directly
+    """
+
+    directory: ClassVar[Directory] = _NoDirectory()
+
+    def __init__(self, open_id: str, *, name: str | None = None, chat_id: str | None = None):
+        if not open_id:
+            raise ValueError("a LarkPerson needs an open_id")
+        self._open_id = open_id
+        self._name = name or None
+        self._chat_id = chat_id
+
+    @property
+    def open_id(self) -> str:
+        return self._open_id
+
+    @property
+    def person(self) -> str:
+        return self._open_id
+
+    @property
+    def aclattr(self) -> str:
+        return self._open_id
+
+    @property
+    def client(self) -> str:
+        return self._chat_id or ""
+
+    @property
+    def nick(self) -> str:
+        return self._name or self.fullname or self._open_id
+
+    @property
+    def fullname(self) -> str:
+        return str(self.directory.user(self._open_id).get("name") or self._name or "")
+
+    @property
+    def email(self) -> str:
+        return str(self.directory.user(self._open_id).get("email") or "")
+
+    def _key(self) -> tuple[str, ...]:
+        return ("person", self._open_id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LarkPerson) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        return self._open_id
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self}>"
+
+
+class LarkRoom(Room):
+    """A Feishu group chat, identified by ``chat_id``; its name comes from the chat API."""
+
+    directory: ClassVar[Directory] = _NoDirectory()
+
+    def __init__(self, chat_id: str, *, name: str | None = None):
+        if not chat_id:
+            raise ValueError("a LarkRoom needs a chat_id")
+        self._chat_id = chat_id
+        self._name = name or None
+
+    @property
+    def chat_id(self) -> str:
+        return self._chat_id
+
+    @property
+    def name(self) -> str:
+        return self._name or str(self.directory.chat(self._chat_id).get("name") or "")
+
+    @property
+    def aclattr(self) -> str:
+        return self._chat_id
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.directory.chat(self._chat_id))
+
+    @property
+    def joined(self) -> bool:
+        return self.exists
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LarkRoom) and self._chat_id == other._chat_id
+
+    def __hash__(self) -> int:
+        return hash(("room", self._chat_id))
+
+    def __str__(self) -> str:
+        return self._chat_id
+
+    def __repr__(self) -> str:
+        return f"<LarkRoom {self._chat_id}>"
+
+
+class LarkRoomOccupant(RoomOccupant, LarkPerson):
+    """A user speaking in a group chat; ACLs still match on the open_id."""
+
+    def __init__(self, open_id: str, room: LarkRoom, *, name: str | None = None):
+        super().__init__(open_id, name=name, chat_id=room.chat_id)
+        self._room = room
+
+    @property
+    def room(self) -> LarkRoom:
+        return self._room
+
+    def _key(self) -> tuple[str, ...]:
+        return ("occupant", self._room.chat_id, self._open_id)
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        return f"{self._room.chat_id}/{self._open_id}"
+
+
+def parse_identifier(text: str) -> LarkPerson | LarkRoom:
+    """Inverse of ``str()`` for every identifier class (the core of ``build_identifier``)."""
+    text = text.strip()
+    if "/" in text:
+        chat_id, _, open_id = text.partition("/")
+        if chat_id.startswith("oc_") and open_id.startswith("ou_"):
+            return LarkRoomOccupant(open_id, LarkRoom(chat_id))
+    elif text.startswith("ou_") and len(text) > 3:
+        return LarkPerson(text)
+    elif text.startswith("oc_") and len(text) > 3:
+        return LarkRoom(text)
+    raise ValueError(
+        f"{text!r} is not a Feishu identifier: use an open_id (ou_…), a chat_id (oc_…) "
+        "or chat_id/open_id"
+    )

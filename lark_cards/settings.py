@@ -1,0 +1,154 @@
+"""Errbot config (``BOT_IDENTITY`` + optional ``LARK_CARDS``) → one validated, frozen ``Settings``.
+
+Validation happens once, at start-up, so a typo stops the bot with one line that names the key
+instead of surfacing later as a 401 from Feishu or a traceback deep inside aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+DOMAINS = {
+    "feishu": "https://open.feishu.cn",
+    "lark": "https://open.larksuite.com",
+}
+MODES = ("webhook", "websocket")
+
+# Feishu retries an unacknowledged event after 15 s, 5 min, 1 h and 6 h (about 7.1 h in all,
+# reference/feishu-platform.md §1.8); remembering ids for 8 h covers the last retry.
+DEFAULT_DEDUP_TTL = 8 * 3600.0
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the backend reads from config.py, already checked."""
+
+    app_id: str
+    app_secret: str = field(repr=False)
+    verification_token: str | None = field(default=None, repr=False)
+    encrypt_key: str | None = field(default=None, repr=False)
+    base_url: str = DOMAINS["feishu"]
+    mode: str = "webhook"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    path: str = "/lark/events"
+    # LARK_CARDS options (transport and delivery).
+    max_body_bytes: int = 1 << 20
+    replay_window: float | None = 300.0
+    dedup_ttl: float = DEFAULT_DEDUP_TTL
+    dedup_max_entries: int = 100_000
+    chat_qps: float = 5.0
+    app_qps: float = 50.0
+    request_timeout: float = 10.0
+    max_retries: int = 4
+    shutdown_timeout: float = 10.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> Settings:
+        """Build settings from an Errbot config module (or any object with the attributes)."""
+        identity = getattr(config, "BOT_IDENTITY", None)
+        if not isinstance(identity, Mapping):
+            raise ConfigError("BOT_IDENTITY must be a dict with at least app_id and app_secret")
+        options = getattr(config, "LARK_CARDS", None)
+        options = {} if options is None else options
+        if not isinstance(options, Mapping):
+            raise ConfigError("LARK_CARDS must be a dict when it is set")
+        return cls(**_identity(identity), **_options(options))
+
+
+_IDENTITY_KEYS = {
+    "app_id",
+    "app_secret",
+    "verification_token",
+    "encrypt_key",
+    "domain",
+    "mode",
+    "host",
+    "port",
+    "path",
+}
+_OPTION_KEYS = {
+    "max_body_bytes": int,
+    "replay_window": float,
+    "dedup_ttl": float,
+    "dedup_max_entries": int,
+    "chat_qps": float,
+    "app_qps": float,
+    "request_timeout": float,
+    "max_retries": int,
+    "shutdown_timeout": float,
+}
+
+
+def _identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(identity) - _IDENTITY_KEYS)
+    if unknown:
+        raise ConfigError(f"BOT_IDENTITY has an unknown key {unknown[0]!r}")
+    values: dict[str, Any] = {
+        "app_id": _text(identity, "app_id", required=True),
+        "app_secret": _text(identity, "app_secret", required=True),
+        "verification_token": _text(identity, "verification_token"),
+        "encrypt_key": _text(identity, "encrypt_key"),
+        "base_url": base_url(identity.get("domain", "feishu")),
+        "mode": identity.get("mode", "webhook"),
+        "host": _text(identity, "host") or "0.0.0.0",
+        "port": identity.get("port", 8080),
+        "path": identity.get("path", "/lark/events"),
+    }
+    if values["mode"] not in MODES:
+        raise ConfigError(f"BOT_IDENTITY['mode'] must be one of {', '.join(MODES)}")
+    port = values["port"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError("BOT_IDENTITY['port'] must be an integer from 0 to 65535")
+    path = values["path"]
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError("BOT_IDENTITY['path'] must be a string starting with '/'")
+    return values
+
+
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        kind = _OPTION_KEYS.get(key)
+        if kind is None:
+            continue  # rendering options belong to other modules; they validate their own.
+        if key == "replay_window" and value in (None, 0):
+            values[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"LARK_CARDS['{key}'] must be a positive number")
+        values[key] = kind(value)
+    return values
+
+
+def _text(identity: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = identity.get(key)
+    if value is None or value == "":
+        if required:
+            raise ConfigError(f"BOT_IDENTITY['{key}'] is required")
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"BOT_IDENTITY['{key}'] must be a string")
+    return value
+
+
+def base_url(domain: Any) -> str:
+    """Resolve ``domain`` ("feishu", "lark" or a base URL) to the Open API base URL."""
+    if not isinstance(domain, str) or not domain:
+        raise ConfigError("BOT_IDENTITY['domain'] must be 'feishu', 'lark' or a base URL")
+    if domain.lower() in DOMAINS:
+        return DOMAINS[domain.lower()]
+    parts = urlsplit(domain)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(
+            f"BOT_IDENTITY['domain'] must be 'feishu', 'lark' or an http(s) base URL, "
+            f"not {domain!r}"
+        )
+    return domain.rstrip("/")
