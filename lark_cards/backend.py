@@ -106,6 +106,8 @@ class LarkCardsBackend(ErrBot):
         runner: web.AppRunner | None = None
         try:
             bot = await client.bot_info()
+            if not bot.get("open_id"):
+                raise LarkAPIError(-1, "bot/v3/info returned no open_id: is the bot enabled?")
             self.bot_identifier = LarkPerson(bot["open_id"], name=bot.get("app_name"))
             log.info("Connected to %s as %s", self.settings.base_url, self.bot_identifier.nick)
             # Plugins activate before the server opens, so the first event finds its commands.

@@ -1,0 +1,495 @@
+"""LarkClient against a faked Open Platform (aioresponses) on a fake clock; no network."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import pickle
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from yarl import URL
+
+from lark_cards.api import RETRYABLE, LarkAPIError, LarkClient, decode_response
+
+BASE = "https://open.feishu.test"
+APP_ID = "cli_test"
+SECRET = "app-secret-do-not-log"
+TOKEN = "t-token-one"
+TOKEN_URL = f"{BASE}/open-apis/auth/v3/tenant_access_token/internal"
+SEND_URL = f"{BASE}/open-apis/im/v1/messages?receive_id_type=chat_id"
+CHAT = "oc_chat1"
+OK = {"code": 0, "msg": "success", "data": {"message_id": "om_1"}}
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps; sleeps are recorded."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` argument that
+    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply a finished writer."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+_NEEDS_COMPAT = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
+
+
+@pytest.fixture
+def m() -> Iterator[aioresponses]:
+    with (
+        mock.patch("aioresponses.core.ClientResponse", _CompatResponse)
+        if _NEEDS_COMPAT
+        else contextlib.nullcontext(),
+        aioresponses() as mocked,
+    ):
+        yield mocked
+
+
+def make_client(fake: FakeTime, **kwargs: Any) -> LarkClient:
+    kwargs.setdefault("jitter", lambda: 0.0)
+    return LarkClient(
+        app_id=APP_ID,
+        app_secret=SECRET,
+        base_url=BASE + "/",
+        clock=fake.clock,
+        sleep=fake.sleep,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+async def started(fake: FakeTime) -> AsyncIterator[Callable[..., Awaitable[LarkClient]]]:
+    """Factory for started clients with non-default settings; closes them all afterwards."""
+    clients: list[LarkClient] = []
+
+    async def start(**kwargs: Any) -> LarkClient:
+        c = make_client(fake, **kwargs)
+        await c.start()
+        clients.append(c)
+        return c
+
+    yield start
+    for c in clients:
+        await c.close()
+
+
+@pytest.fixture
+async def client(started: Callable[..., Awaitable[LarkClient]]) -> LarkClient:
+    return await started()
+
+
+def token_ok(m: aioresponses, token: str = TOKEN, expire: int = 7200) -> None:
+    payload = {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": expire}
+    m.post(TOKEN_URL, payload=payload)
+
+
+def calls(m: aioresponses, method: str, url: str) -> list[Any]:
+    return m.requests.get((method, URL(url)), [])
+
+
+def sent_bodies(m: aioresponses, url: str = SEND_URL) -> list[dict[str, Any]]:
+    return [c.kwargs["json"] for c in calls(m, "POST", url)]
+
+
+def bearers(m: aioresponses, url: str = SEND_URL) -> list[str]:
+    return [c.kwargs["headers"]["Authorization"] for c in calls(m, "POST", url)]
+
+
+# -- token (§3) ----------------------------------------------------------------------------
+
+
+async def test_token_fetched_once_and_sent_as_bearer(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m)
+    m.post(SEND_URL, payload=OK, repeat=True)
+    await client.send_message(CHAT, "text", {"text": "one"})
+    await client.send_message(CHAT, "text", {"text": "two"})
+    token_calls = calls(m, "POST", TOKEN_URL)
+    assert len(token_calls) == 1
+    assert token_calls[0].kwargs["json"] == {"app_id": APP_ID, "app_secret": SECRET}
+    assert "Authorization" not in token_calls[0].kwargs["headers"]
+    assert bearers(m) == [f"Bearer {TOKEN}"] * 2
+
+
+async def test_concurrent_callers_fetch_the_token_once(m: aioresponses, client: LarkClient) -> None:
+    async def slow_token(url: URL, **kwargs: Any) -> None:
+        for _ in range(10):  # keep the fetch in flight while the other senders arrive
+            await asyncio.sleep(0)
+
+    payload = {"code": 0, "msg": "ok", "tenant_access_token": TOKEN, "expire": 7200}
+    m.post(TOKEN_URL, payload=payload, callback=slow_token, repeat=True)
+    m.post(re.compile(r".*/im/v1/messages\?.*"), payload=OK, repeat=True)
+    await asyncio.gather(*(client.send_message(f"oc_{i}", "text", {"text": "x"}) for i in range(4)))
+    assert len(calls(m, "POST", TOKEN_URL)) == 1
+
+
+@pytest.mark.parametrize(("expire", "refresh_at"), [(7200, 5400.0), (600, 300.0)])
+async def test_token_refreshed_early(
+    m: aioresponses, client: LarkClient, fake: FakeTime, expire: int, refresh_at: float
+) -> None:
+    token_ok(m, "t-old", expire)
+    token_ok(m, "t-new", expire)
+    m.post(SEND_URL, payload=OK, repeat=True)
+    await client.send_message(CHAT, "text", {"text": "a"})
+    fake.now = refresh_at - 1
+    await client.send_message(CHAT, "text", {"text": "b"})
+    fake.now = refresh_at + 1
+    await client.send_message(CHAT, "text", {"text": "c"})
+    assert bearers(m) == ["Bearer t-old", "Bearer t-old", "Bearer t-new"]
+    assert len(calls(m, "POST", TOKEN_URL)) == 2
+
+
+async def test_invalid_token_is_refetched_and_request_retried_once(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m, "t-revoked")
+    token_ok(m, "t-fresh")
+    m.post(SEND_URL, status=400, payload={"code": 99991663, "msg": "Invalid access token"})
+    m.post(SEND_URL, payload=OK)
+    data = await client.send_message(CHAT, "text", {"text": "hi"})
+    assert data == OK["data"]
+    assert bearers(m) == ["Bearer t-revoked", "Bearer t-fresh"]
+    assert len({b["uuid"] for b in sent_bodies(m)}) == 1
+    assert fake.sleeps == []  # a token refetch is not a backoff retry
+    assert await client.tenant_token() == "t-fresh"
+
+
+async def test_second_invalid_token_response_raises(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m, "t-1")
+    token_ok(m, "t-2")
+    m.post(SEND_URL, payload={"code": 20013, "msg": "tenant token invalid"}, repeat=True)
+    with pytest.raises(LarkAPIError) as info:
+        await client.send_message(CHAT, "text", {"text": "hi"})
+    assert info.value.code == 20013
+    assert len(calls(m, "POST", TOKEN_URL)) == 2
+    assert len(calls(m, "POST", SEND_URL)) == 2
+
+
+async def test_token_endpoint_error_raises(m: aioresponses, client: LarkClient) -> None:
+    m.post(TOKEN_URL, payload={"code": 10014, "msg": "app secret invalid"})
+    with pytest.raises(LarkAPIError) as info:
+        await client.tenant_token()
+    assert info.value.code == 10014
+    assert len(calls(m, "POST", TOKEN_URL)) == 1
+
+
+# -- retries (§4.4) ------------------------------------------------------------------------
+
+
+async def test_429_waits_for_reset_header_and_reuses_uuid(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    m.post(
+        SEND_URL,
+        status=429,
+        payload={"code": 99991400, "msg": "request trigger frequency limit"},
+        headers={"x-ogw-ratelimit-reset": "3", "x-ogw-ratelimit-limit": "50"},
+    )
+    m.post(SEND_URL, payload=OK)
+    await client.send_message(CHAT, "text", {"text": "hi"})
+    assert fake.sleeps == [3.0]
+    first, second = sent_bodies(m)
+    assert first == second
+    assert re.fullmatch(r"[0-9a-f]{32}", first["uuid"])
+
+
+async def test_retryable_failures_back_off_exponentially(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    m.post(SEND_URL, status=400, payload={"code": 230020, "msg": "frequency limit"})
+    m.post(SEND_URL, status=502, body="<html>Bad Gateway</html>", content_type="text/html")
+    m.post(SEND_URL, exception=TimeoutError())
+    m.post(SEND_URL, exception=aiohttp.ClientConnectionError("reset by peer"))
+    m.post(SEND_URL, payload=OK)
+    data = await client.send_message(CHAT, "text", {"text": "hi"}, uuid="fixed-uuid")
+    assert data == OK["data"]
+    assert fake.sleeps == [1.0, 2.0, 4.0, 8.0]
+    assert [b["uuid"] for b in sent_bodies(m)] == ["fixed-uuid"] * 5
+
+
+@pytest.mark.parametrize("code", sorted(RETRYABLE))
+async def test_every_retryable_code_is_retried(
+    m: aioresponses, client: LarkClient, fake: FakeTime, code: int
+) -> None:
+    token_ok(m)
+    m.post(SEND_URL, status=400, payload={"code": code, "msg": "busy"})
+    m.post(SEND_URL, payload=OK)
+    await client.send_message(CHAT, "text", {"text": "hi"})
+    assert fake.sleeps == [1.0]  # 99991400 without a reset header falls back to the backoff
+
+
+async def test_jitter_is_added_to_the_backoff(
+    m: aioresponses, fake: FakeTime, started: Callable[..., Awaitable[LarkClient]]
+) -> None:
+    c = await started(jitter=lambda: 0.25)
+    token_ok(m)
+    m.post(SEND_URL, status=500, payload={"code": 0, "msg": "oops"})
+    m.post(SEND_URL, payload=OK)
+    await c.send_message(CHAT, "text", {"text": "hi"})
+    assert fake.sleeps == [1.25]
+
+
+async def test_retries_exhausted_raise_last_error_with_capped_backoff(
+    m: aioresponses, fake: FakeTime, started: Callable[..., Awaitable[LarkClient]]
+) -> None:
+    c = await started(max_retries=7)
+    token_ok(m)
+    m.post(SEND_URL, status=400, payload={"code": 230020, "msg": "frequency limit"}, repeat=True)
+    with pytest.raises(LarkAPIError) as info:
+        await c.send_message(CHAT, "text", {"text": "hi"})
+    assert info.value.code == 230020
+    assert fake.sleeps == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert len(calls(m, "POST", SEND_URL)) == 8
+
+
+async def test_network_errors_exhausted_raise_code_minus_one(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    m.post(SEND_URL, exception=aiohttp.ClientConnectionError("refused"), repeat=True)
+    with pytest.raises(LarkAPIError, match="network error") as info:
+        await client.send_message(CHAT, "text", {"text": "hi"})
+    assert info.value.code == -1
+    assert isinstance(info.value.__cause__, aiohttp.ClientConnectionError)
+    assert len(calls(m, "POST", SEND_URL)) == 5  # 1 + max_retries (4)
+
+
+async def test_non_retryable_code_raises_immediately(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    m.post(
+        SEND_URL,
+        status=400,
+        payload={"code": 230002, "msg": "The bot can not be outside the group."},
+        headers={"X-Tt-Logid": "20240101abcdef"},
+    )
+    with pytest.raises(LarkAPIError) as info:
+        await client.send_message(CHAT, "text", {"text": "hi"})
+    err = info.value
+    assert (err.code, err.msg, err.log_id, err.http_status) == (
+        230002,
+        "The bot can not be outside the group.",
+        "20240101abcdef",
+        400,
+    )
+    assert str(err) == (
+        "Feishu API error 230002: The bot can not be outside the group. (log_id 20240101abcdef)"
+    )
+    assert fake.sleeps == []
+    assert len(calls(m, "POST", SEND_URL)) == 1
+
+
+async def test_non_json_client_error_raises_minus_one(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    m.post(SEND_URL, status=404, body="not found", content_type="text/plain")
+    with pytest.raises(LarkAPIError) as info:
+        await client.send_message(CHAT, "text", {"text": "hi"})
+    assert (info.value.code, info.value.http_status) == (-1, 404)
+    assert fake.sleeps == []
+
+
+def test_decode_response_shapes() -> None:
+    assert decode_response(200, {}, b'{"code": 0, "bot": {}}') == {"code": 0, "bot": {}}
+    with pytest.raises(LarkAPIError) as info:
+        decode_response(503, {}, b'{"code": 0}')  # an HTTP error is never a success
+    assert (info.value.code, info.value.http_status) == (-1, 503)
+    body = b'{"code": 99991672, "msg": "no scope", "error": {"log_id": "from-body"}}'
+    with pytest.raises(LarkAPIError) as info:
+        decode_response(400, {}, body)
+    assert info.value.log_id == "from-body"
+    with pytest.raises(LarkAPIError) as info:
+        decode_response(200, {}, b"[1, 2]")
+    assert info.value.code == -1
+
+
+def test_error_pickles_with_its_fields() -> None:
+    err = pickle.loads(pickle.dumps(LarkAPIError(230020, "slow down", log_id="L", http_status=400)))
+    assert (err.code, err.msg, err.log_id, err.http_status) == (230020, "slow down", "L", 400)
+
+
+# -- message bodies (§4.1, §4.2) -----------------------------------------------------------
+
+
+async def test_content_is_double_encoded(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m)
+    url = f"{BASE}/open-apis/im/v1/messages?receive_id_type=open_id"
+    m.post(url, payload=OK)
+    content = {"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": "你好"}]}}
+    data = await client.send_message("ou_1", "interactive", content, receive_id_type="open_id")
+    assert data == OK["data"]
+    (body,) = sent_bodies(m, url)
+    assert set(body) == {"receive_id", "msg_type", "content", "uuid"}
+    assert (body["receive_id"], body["msg_type"]) == ("ou_1", "interactive")
+    assert isinstance(body["content"], str)
+    assert json.loads(body["content"]) == content
+    assert "你好" in body["content"]  # ensure_ascii=False keeps the body small
+
+
+async def test_reply_uses_reply_in_thread(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m)
+    url = f"{BASE}/open-apis/im/v1/messages/om_parent/reply"
+    m.post(url, payload=OK)
+    await client.reply_message(
+        "om_parent", "text", {"text": "hi"}, chat_id=CHAT, reply_in_thread=True, uuid="u-1"
+    )
+    (body,) = sent_bodies(m, url)
+    assert body == {
+        "msg_type": "text",
+        "content": '{"text": "hi"}',
+        "reply_in_thread": True,
+        "uuid": "u-1",
+    }
+
+
+async def test_overlong_uuid_is_rejected_before_sending(
+    m: aioresponses, client: LarkClient
+) -> None:
+    with pytest.raises(ValueError, match="50"):
+        await client.send_message(CHAT, "text", {"text": "hi"}, uuid="x" * 51)
+    assert m.requests == {}
+
+
+# -- lookups -------------------------------------------------------------------------------
+
+
+async def test_list_chats_follows_page_token(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m)
+    page1 = {"items": [{"chat_id": "oc_1"}], "has_more": True, "page_token": "p2"}
+    page2 = {"items": [{"chat_id": "oc_2"}], "has_more": False, "page_token": ""}
+    m.get(f"{BASE}/open-apis/im/v1/chats?page_size=100", payload={"code": 0, "data": page1})
+    m.get(
+        f"{BASE}/open-apis/im/v1/chats?page_size=100&page_token=p2",
+        payload={"code": 0, "data": page2},
+    )
+    assert await client.list_chats() == [{"chat_id": "oc_1"}, {"chat_id": "oc_2"}]
+
+
+async def test_lookups_unwrap_their_payloads(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m)
+    bot = {"open_id": "ou_bot", "app_name": "Cards"}
+    m.get(f"{BASE}/open-apis/bot/v3/info", payload={"code": 0, "msg": "ok", "bot": bot})
+    m.get(
+        f"{BASE}/open-apis/contact/v3/users/ou_1?user_id_type=open_id",
+        payload={"code": 0, "data": {"user": {"name": "Ada"}}},
+    )
+    m.get(f"{BASE}/open-apis/im/v1/chats/oc_1", payload={"code": 0, "data": {"name": "Ops"}})
+    assert await client.bot_info() == bot
+    assert await client.user_info("ou_1") == {"name": "Ada"}
+    assert await client.chat_info("oc_1") == {"name": "Ops"}
+
+
+async def test_request_before_start_is_an_error(fake: FakeTime) -> None:
+    with pytest.raises(RuntimeError, match="start"):
+        await make_client(fake).request("GET", "/open-apis/bot/v3/info", auth=False)
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+async def test_logs_never_contain_secrets_tokens_or_content(
+    m: aioresponses, client: LarkClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token_ok(m)
+    m.post(SEND_URL, status=400, payload={"code": 230020, "msg": "limit"},
+           headers={"X-Tt-Logid": "log-1"})  # fmt: skip
+    m.post(SEND_URL, payload=OK, headers={"X-Tt-Logid": "log-2"})
+    await client.send_message(CHAT, "text", {"text": "private words"})
+    text = caplog.text
+    assert "log-1" in text  # the DEBUG/WARNING lines are there ...
+    assert "log-2" in text
+    assert any(r.levelno == logging.WARNING for r in caplog.records)
+    for secret in (SECRET, TOKEN, "Bearer", "private words"):  # ... without the secrets
+        assert secret not in text
+
+
+# -- flow control (§4.4) -------------------------------------------------------------------
+
+
+async def test_sends_to_one_chat_leave_in_start_order(m: aioresponses, client: LarkClient) -> None:
+    token_ok(m)
+    arrivals: list[int] = []
+    accepted: list[int] = []
+    in_flight = max_in_flight = 0
+
+    async def server(url: URL, **kwargs: Any) -> CallbackResult:
+        nonlocal in_flight, max_in_flight
+        n = json.loads(kwargs["json"]["content"])["n"]
+        arrivals.append(n)
+        in_flight += 1
+        max_in_flight = max(max_in_flight, in_flight)
+        try:
+            if len(arrivals) == 1:  # the first answer is slow and asks for a retry
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                return CallbackResult(status=400, payload={"code": 230020, "msg": "limit"})
+            accepted.append(n)
+            return CallbackResult(payload={"code": 0, "data": {"message_id": f"om_{n}"}})
+        finally:
+            in_flight -= 1
+
+    m.post(SEND_URL, callback=server, repeat=True)
+    tasks = [asyncio.create_task(client.send_message(CHAT, "text", {"n": i})) for i in range(5)]
+    results = await asyncio.gather(*tasks)
+    assert accepted == [0, 1, 2, 3, 4]
+    assert arrivals == [0, 0, 1, 2, 3, 4]
+    assert max_in_flight == 1
+    assert [r["message_id"] for r in results] == [f"om_{i}" for i in range(5)]
+
+
+async def test_sends_are_paced_per_chat(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    times: list[float] = []
+    m.post(SEND_URL, callback=lambda url, **kw: times.append(fake.now), payload=OK, repeat=True)
+    for i in range(6):
+        await client.send_message(CHAT, "text", {"text": str(i)})
+    assert times == [0.0] * 5 + [1.0]  # chat_qps defaults to 5 (§4.4)
+
+
+async def test_sends_are_paced_per_app(
+    m: aioresponses, fake: FakeTime, started: Callable[..., Awaitable[LarkClient]]
+) -> None:
+    c = await started(app_qps=2)
+    token_ok(m)
+    times: list[float] = []
+    m.post(re.compile(r".*/im/v1/messages\?.*"), payload=OK, repeat=True,
+           callback=lambda url, **kw: times.append(fake.now))  # fmt: skip
+    for i in range(3):
+        await c.send_message(f"oc_{i}", "text", {"text": "x"})
+    assert times == [0.0, 0.0, 1.0]
