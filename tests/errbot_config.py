@@ -14,7 +14,8 @@ from errbot.bootstrap import bot_config_defaults
 def errbot_config(tmp_path: Path, **identity: Any) -> ModuleType:
     template = Path(errbot.__file__).parent / "config-template.py"
     spec = importlib.util.spec_from_file_location("lark_test_config", template)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     config = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(config)
     config.BOT_DATA_DIR = str(tmp_path)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from errbot.backends.base import Message
+from errbot_config import errbot_config
 
 from lark_cards.backend import LarkCardsBackend
 from lark_cards.events import parse_callback
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
-from tests.errbot_config import errbot_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 BOT = "ou_bot00000000000000000000000000000"
@@ -259,7 +259,7 @@ def test_build_identifier_rejects_other_text(backend, text):
 
 def test_query_room_and_is_from_self(backend):
     assert backend.query_room(GROUP) == LarkRoom(GROUP)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a chat id"):
         backend.query_room(SENDER)
     own = Message("x", frm=LarkPerson(BOT), to=LarkPerson(SENDER))
     assert backend.is_from_self(own)

@@ -61,9 +61,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _wait_until(predicate, timeout: float, what: str) -> None:
+async def _wait_until(predicate, limit: float, what: str) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not await predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -103,7 +103,8 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     )
     # No PYTHONPATH: the backend must load from BOT_EXTRA_BACKEND_DIR alone, as for a user.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    process = subprocess.Popen(
+    # Popen only starts the process; waiting on it happens in an executor or at teardown.
+    process = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-m", "errbot.cli", "-c", str(config)],
         cwd=tmp_path,
         env=env,

@@ -1,0 +1,79 @@
+"""Remember which events were already accepted, so Feishu's retries run a command only once.
+
+Feishu re-pushes an event it thinks failed after 15 s, 5 min, 1 h and 6 h (reference/
+feishu-platform.md §1.8), and a long-connection reconnect can redeliver the same message under a
+new ``event_id``. The webhook therefore asks about two keys at once, ``event:<event_id>`` and
+``message:<message_id>``, and drops the event if *either* is known.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["DedupStore", "TTLSet"]
+
+
+class DedupStore(Protocol):
+    """What the transports need from a duplicate filter (in memory here; Redis could fit too)."""
+
+    def seen(self, *keys: str) -> bool:
+        """True if ANY key was recorded within the TTL; records all keys either way."""
+        ...
+
+
+class TTLSet:
+    """An in-memory :class:`DedupStore`: keys expire after ``ttl`` seconds, at most
+    ``max_entries`` are kept (the oldest is evicted first, so memory stays bounded under a
+    flood of distinct ids).
+
+    ``clock`` is injected so tests move time by hand (aesthetics.md lesson 6); it must not go
+    backwards, which is why the default is :func:`time.monotonic` and not wall time. A lock
+    makes one instance safe to share between the webhook loop and a long-connection thread.
+    """
+
+    def __init__(
+        self, ttl: float, max_entries: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if ttl <= 0 or max_entries <= 0:
+            raise ValueError("ttl and max_entries must be positive")
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        # key -> time last recorded; insertion order == time order (see seen()).
+        self._entries: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def seen(self, *keys: str) -> bool:
+        """True if any key was recorded less than ``ttl`` seconds ago; records all of them now.
+
+        Recording every key (also on a hit) means a redelivery that arrives under a new
+        ``event_id`` but the old ``message_id`` teaches the store the new id too, so a retry of
+        that new id is caught even after the old entry is evicted.
+        """
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            hit = any(key in self._entries for key in keys)
+            for key in keys:
+                # Re-recording moves the key to the end, keeping the dict sorted by time.
+                self._entries[key] = now
+                self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+            return hit
+
+    def _expire(self, now: float) -> None:
+        # Oldest first: stop at the first key still inside the TTL, so each call costs
+        # O(expired keys), not O(all keys).
+        while self._entries:
+            key, recorded = next(iter(self._entries.items()))
+            if now - recorded < self._ttl:
+                break
+            del self._entries[key]

@@ -1,0 +1,281 @@
+"""The aiohttp app that receives Feishu event callbacks: authenticate, ack, hand off.
+
+:func:`authenticate` is the whole decision, pure and synchronous (raw bytes + headers + time in,
+a parsed callback or :class:`Rejected` out); the request handler is a thin translator around it
+(reference/aesthetics.md lesson 5). Order, following reference/feishu-platform.md §1:
+
+1. body size (aiohttp's ``client_max_size`` → 413), raw bytes → JSON object;
+2. ``{"encrypt": ...}``: signature over the *raw* bytes **before** decrypting (§1.7), then
+   decrypt (§1.6); unsigned bodies may only be a URL challenge, which Feishu does not sign
+   (§1.1); with an Encrypt Key configured, a plain body is refused so nobody skips the signature;
+3. envelope shape, then the Verification Token in constant time (§1.5);
+4. challenge → echo it; event → dedup on event id and message id (§1.8) → 200, and dispatch
+   is scheduled off the request so the 3 s ack deadline (§1.8) never waits for a command.
+
+Every failure is a JSON ``{"error": ...}`` 4xx; no input is meant to produce a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from lark_cards.events import (
+    MESSAGE_RECEIVE,
+    Envelope,
+    EventError,
+    UrlVerification,
+    message_id_of,
+    parse_callback,
+)
+from lark_cards.settings import Settings
+from lark_cards.transport.dedup import DedupStore, TTLSet
+from lark_cards.transport.security import (
+    BadCiphertext,
+    VerificationError,
+    check_token,
+    decrypt,
+    verify_signature,
+)
+
+__all__ = [
+    "DEDUP_KEY",
+    "SETTINGS_KEY",
+    "Rejected",
+    "authenticate",
+    "create_app",
+    "dedup_keys",
+]
+
+log = logging.getLogger(__name__)
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+DEDUP_KEY = web.AppKey("dedup", DedupStore)
+
+# §1.7: the three headers Feishu adds when an Encrypt Key is configured.
+TIMESTAMP_HEADER = "X-Lark-Request-Timestamp"
+NONCE_HEADER = "X-Lark-Request-Nonce"
+SIGNATURE_HEADER = "X-Lark-Signature"
+_SIGNATURE_HEADERS = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
+
+Callback = UrlVerification | Envelope
+
+
+class Rejected(Exception):
+    """A request we answer with a 4xx. ``reason`` goes to the client; ``detail`` only to logs.
+
+    Neither ever holds a token, key, signature or body.
+    """
+
+    def __init__(self, status: int, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.detail = detail or reason
+
+
+def authenticate(
+    settings: Settings, body: bytes, headers: Mapping[str, str], *, now: float
+) -> Callback:
+    """Turn a raw request into a trusted callback or raise :class:`Rejected`.
+
+    ``headers`` must look names up case-insensitively (aiohttp's ``request.headers`` does);
+    ``now`` is wall-clock seconds, compared with Feishu's signed timestamp.
+    """
+    payload = _json_object(body, "body")
+    key = settings.encrypt_key
+    if "encrypt" not in payload:
+        if key is not None:
+            # A plain body would skip the signature, which only exists for encrypted ones.
+            raise Rejected(401, "body must be encrypted")
+        callback = _parse(payload)
+    elif key is None:
+        raise Rejected(400, "encrypted body but no encrypt_key configured")
+    elif any(name in headers for name in _SIGNATURE_HEADERS):
+        try:
+            verify_signature(
+                body,
+                timestamp=headers.get(TIMESTAMP_HEADER),
+                nonce=headers.get(NONCE_HEADER),
+                signature=headers.get(SIGNATURE_HEADER),
+                encrypt_key=key,
+                now=now,
+                window=settings.replay_window,
+            )
+            plaintext = decrypt(key, _ciphertext(payload))
+        except VerificationError as exc:
+            raise _rejection(exc) from exc
+        callback = _parse(_json_object(plaintext, "decrypted body"))
+    else:
+        callback = _unsigned_challenge(key, payload)
+    try:
+        check_token(settings.verification_token, callback.token)
+    except VerificationError as exc:
+        raise _rejection(exc) from exc
+    return callback
+
+
+def _unsigned_challenge(key: str, payload: Mapping[str, Any]) -> UrlVerification:
+    """An encrypted body without signature headers: only a URL challenge may pass (§1.1).
+
+    Every failure gets the same 401 and body. Distinct answers for "bad padding" and "bad
+    JSON" would be a padding oracle that decrypts captured bodies one byte at a time.
+    """
+    try:
+        plaintext = decrypt(key, _ciphertext(payload))
+        callback = _parse(_json_object(plaintext, "decrypted body"))
+    except (VerificationError, Rejected) as exc:
+        raise Rejected(401, "unsigned request", f"unsigned and undecryptable: {exc}") from exc
+    if not isinstance(callback, UrlVerification):
+        raise Rejected(401, "unsigned request", "unsigned encrypted event")
+    return callback
+
+
+def _rejection(exc: VerificationError) -> Rejected:
+    # A ciphertext that fails after a valid signature is malformed, not unauthenticated.
+    return Rejected(400 if isinstance(exc, BadCiphertext) else 401, str(exc))
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON, bad UTF-8 and >4300-digit ints; RecursionError covers
+        # "[[[[..." nested deeper than the C parser's recursion limit.
+        raise Rejected(400, f"{what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise Rejected(400, f"{what} is not a JSON object")
+    return value
+
+
+def _ciphertext(payload: Mapping[str, Any]) -> str:
+    value = payload["encrypt"]
+    if not isinstance(value, str):
+        raise Rejected(400, "encrypt is not a string")
+    return value
+
+
+def _parse(payload: Mapping[str, Any]) -> Callback:
+    try:
+        return parse_callback(payload)
+    except EventError as exc:
+        raise Rejected(400, "not a Feishu callback", str(exc)) from exc
+
+
+def dedup_keys(envelope: Envelope) -> tuple[str, ...]:
+    """The dedup keys of an event: its id, plus the message id for received messages (§1.8).
+
+    Only ``im.message.receive_v1`` contributes a message key, so an unrelated event that
+    happens to mention a message is never mistaken for a redelivery of it.
+    """
+    message_id = message_id_of(envelope) if envelope.event_type == MESSAGE_RECEIVE else None
+    if message_id is None:
+        return (f"event:{envelope.event_id}",)
+    return (f"event:{envelope.event_id}", f"message:{message_id}")
+
+
+class _EventHandler:
+    """The POST handler: reads the body, calls :func:`authenticate`, answers, schedules."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dispatch: Callable[[Envelope], None],
+        dedup: DedupStore,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._dispatch = dispatch
+        self._dedup = dedup
+        self._clock = clock
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()  # over client_max_size → HTTPRequestEntityTooLarge → 413
+        try:
+            callback = authenticate(self._settings, body, request.headers, now=self._clock())
+        except Rejected as exc:
+            level = logging.INFO if exc.status == 401 else logging.DEBUG
+            log.log(level, "rejected event from %s: %s", request.remote, exc.detail)
+            return _error(exc.status, exc.reason)
+        if isinstance(callback, UrlVerification):
+            return web.json_response({"challenge": callback.challenge})
+        if self._dedup.seen(*dedup_keys(callback)):
+            log.debug("duplicate event %s (%s)", callback.event_id, callback.event_type)
+            return web.json_response({"msg": "duplicate"})
+        # Ack first, work later (§1.8): dispatch runs on a later loop iteration, not in here.
+        asyncio.get_running_loop().call_soon(self._run_dispatch, callback)
+        return web.json_response({"msg": "ok"})
+
+    def _run_dispatch(self, envelope: Envelope) -> None:
+        try:
+            self._dispatch(envelope)
+        except Exception:
+            # The 200 is already on its way; a broken dispatch must not change it or kill the
+            # loop, but it must be loud.
+            log.exception(
+                "dispatch failed for event %s (%s)", envelope.event_id, envelope.event_type
+            )
+
+
+def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": reason}, status=status, headers=headers)
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Give aiohttp's own 404/405/413 the same JSON shape as ours (keeping e.g. ``Allow``)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        log.debug("rejected request from %s: %d %s", request.remote, exc.status, exc.reason)
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return _error(exc.status, exc.reason.lower(), kept)
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """Liveness for load balancers: the loop answers, nothing more is claimed."""
+    return web.json_response({"status": "ok"})
+
+
+def create_app(
+    settings: Settings,
+    dispatch: Callable[[Envelope], None],
+    *,
+    dedup: DedupStore | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """Build the webhook app: ``POST settings.path`` for events, ``GET /healthz``.
+
+    ``dispatch`` is the backend's synchronous hand-off (it queues the envelope for a worker and
+    returns); it is called once per new event, after the ack is decided. ``dedup`` defaults to
+    an in-memory :class:`TTLSet` sized from settings (8 h TTL ≥ Feishu's 7.1 h retry window,
+    §1.8). ``clock`` is wall time because it is compared with Feishu's timestamps.
+    """
+    if dedup is None:
+        dedup = TTLSet(settings.dedup_ttl, settings.dedup_max_entries)
+    if settings.encrypt_key is None and settings.verification_token is None:
+        log.warning(
+            "neither encrypt_key nor verification_token is configured: "
+            "the webhook accepts events from anyone who can reach it"
+        )
+    # aiohttp enforces the body limit while reading the request (request.read() → 413).
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_json_errors])
+    app[SETTINGS_KEY] = settings
+    app[DEDUP_KEY] = dedup
+    app.router.add_post(settings.path, _EventHandler(settings, dispatch, dedup, clock).handle)
+    app.router.add_get("/healthz", _healthz)
+    return app
