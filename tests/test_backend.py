@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import pickle
 import threading
@@ -264,3 +265,23 @@ def test_query_room_and_is_from_self(backend):
     own = Message("x", frm=LarkPerson(BOT), to=LarkPerson(SENDER))
     assert backend.is_from_self(own)
     assert not backend.is_from_self(Message("x", frm=LarkPerson(SENDER), to=backend.bot_identifier))
+
+
+async def test_shutdown_drains_pending_sends_within_the_bound(backend):
+    backend.settings = dataclasses.replace(backend.settings, shutdown_timeout=0.5)
+    finished: list[str] = []
+
+    async def send(name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        finished.append(name)
+
+    quick = asyncio.ensure_future(backend._tracked(send("quick", 0.05)))
+    stuck = asyncio.ensure_future(backend._tracked(send("stuck", 60)))
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await backend._drain()
+    assert asyncio.get_running_loop().time() - started < 2
+    assert finished == ["quick"]
+    await asyncio.sleep(0)
+    assert quick.done()
+    assert stuck.cancelled()
