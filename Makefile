@@ -26,6 +26,7 @@ format: venv
 
 bench: venv
 	$(PY) bench/ack.py
+	$(PY) bench/render.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
-from errbot.backends.base import ONLINE, Message, Person, Room
+from errbot.backends.base import ONLINE, Card, Identifier, Message, Person
 from errbot.core import ErrBot
 
 from lark_cards.api import LarkAPIError, LarkClient
@@ -30,10 +30,18 @@ from lark_cards.events import (
     EventError,
     MessageReceived,
     parse_message,
-    resolve_mentions,
 )
-from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant, parse_identifier
-from lark_cards.render import render_markdown
+from lark_cards.identifiers import LarkPerson, LarkRoom, parse_identifier
+from lark_cards.inbound import to_message
+from lark_cards.outbound import Sender, target_of
+from lark_cards.render import (
+    Budget,
+    Outgoing,
+    RenderOptions,
+    render_card,
+    render_reply,
+    render_template,
+)
 from lark_cards.settings import ConfigError, Settings
 from lark_cards.transport.dedup import TTLSet
 from lark_cards.transport.webhook import create_app
@@ -59,6 +67,17 @@ class LarkCardsBackend(ErrBot):
             raise SystemExit(f"lark-cards: configuration error: {error}") from None
         self.bot_identifier = LarkPerson(self.settings.app_id)
         self.client: LarkClient | None = None
+        self.sender: Sender | None = None
+        self.render_options = RenderOptions(
+            budget=Budget(
+                max_bytes=self.settings.max_card_bytes,
+                max_components=self.settings.max_components,
+                max_tables=self.settings.max_tables,
+            ),
+            table_page_size=self.settings.table_page_size,
+            mode=self.settings.render_mode,
+            templates_dir=self.settings.templates_dir,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -103,6 +122,7 @@ class LarkCardsBackend(ErrBot):
         )
         await client.start()
         self.client = client
+        self.sender = Sender(client, self.render_options, upload_images=self.settings.upload_images)
         runner: web.AppRunner | None = None
         try:
             bot = await client.bot_info()
@@ -123,8 +143,9 @@ class LarkCardsBackend(ErrBot):
             await self._drain()
             if runner is not None:
                 await runner.cleanup()
+            await self.sender.close()
             await client.close()
-            self.client = None
+            self.client = self.sender = None
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
 
@@ -220,6 +241,11 @@ class LarkCardsBackend(ErrBot):
             raise RuntimeError("lark-cards is not connected")
         return self.client
 
+    def _connected_sender(self) -> Sender:
+        if self.sender is None:
+            raise RuntimeError("lark-cards is not connected")
+        return self.sender
+
     # ----- incoming -----------------------------------------------------------------------------
 
     def _dispatch(self, envelope: Envelope) -> None:
@@ -238,18 +264,9 @@ class LarkCardsBackend(ErrBot):
             log.exception("Failed to process event %s", envelope.event_id)
 
     def _handle_message(self, event: MessageReceived) -> None:
-        text, _ = resolve_mentions(event.text, event.mentions, self.bot_identifier.open_id)
-        msg = Message(body=text, extras=_extras(event))
-        if event.is_direct:
-            msg.frm = LarkPerson(event.sender_open_id, chat_id=event.chat_id)
-            msg.to = self.bot_identifier
-        else:
-            room = LarkRoom(event.chat_id)
-            msg.frm = LarkRoomOccupant(event.sender_open_id, room)
-            msg.to = room
+        msg, people = to_message(event, self.bot_identifier)
         log.debug("Message %s from %s", event.message_id, msg.frm)
         self.callback_message(msg)
-        people = [LarkPerson(m.open_id, name=m.name) for m in event.mentions if m.open_id]
         if people:
             self.callback_mention(msg, people)
 
@@ -260,28 +277,64 @@ class LarkCardsBackend(ErrBot):
 
     def send_message(self, msg: Message) -> None:
         super().send_message(msg)
-        try:
-            future = self._submit(self._deliver(msg))
-        except RuntimeError as error:
-            log.error("Cannot send to %s: %s", msg.to, error)
-            return
-        future.add_done_callback(_log_failure)
+        self._submit_send(self._deliver(msg), msg.to)
 
     async def _deliver(self, msg: Message) -> None:
-        client = self._connected_client()
-        parent = _reply_target(msg)
-        for card in render_markdown(msg.body):
-            if parent is not None:
-                await client.reply_message(
-                    parent,
-                    "interactive",
-                    card,
-                    chat_id=_chat_key(msg.to),
-                    reply_in_thread=bool(msg.extras.get("reply_in_thread")),
-                )
-            else:
-                receive_id, id_type = _receiver(msg.to)
-                await client.send_message(receive_id, "interactive", card, receive_id_type=id_type)
+        sender = self._connected_sender()
+        images = await sender.image_keys(msg.body)
+        items = render_reply(msg.body, images=images, options=sender.options)
+        await sender.send_all(target_of(msg), items)
+
+    def send_card(self, card: Card) -> None:
+        """Errbot's ``send_card`` as a native Feishu card: the header takes the title, link
+        and colour, ``fields`` become a key/value grid, the body is rendered markdown."""
+        self._submit_send(self._deliver_card(card), card.to)
+
+    async def _deliver_card(self, card: Card) -> None:
+        sender = self._connected_sender()
+        image_urls = [url for url in (card.image, card.thumbnail) if url]
+        images = {**await sender.image_keys(card.body or ""), **await _keys(sender, image_urls)}
+        items = render_card(
+            body=card.body or "",
+            title=card.title or "",
+            summary_text=card.summary or "",
+            link=card.link,
+            image=card.image,
+            thumbnail=card.thumbnail,
+            color=card.color,
+            fields=tuple(card.fields or ()),
+            images=images,
+            options=sender.options,
+        )
+        await sender.send_all(target_of(card), items)
+
+    def send_template(
+        self,
+        identifier: Identifier,
+        template: str,
+        context: Mapping[str, Any],
+        in_reply_to: Message | None = None,
+    ) -> None:
+        """Send the card made by one of your own templates (``<template>.json.j2`` in
+        ``LARK_CARDS['templates_dir']``) with your own context; for plugins::
+
+            self._bot.send_template(msg.frm, "deploy", {"service": "api"}, in_reply_to=msg)
+        """
+        msg = Message(frm=self.bot_identifier, to=identifier, parent=in_reply_to)
+        self._submit_send(self._deliver_template(msg, template, dict(context)), identifier)
+
+    async def _deliver_template(self, msg: Message, template: str, context: dict[str, Any]) -> None:
+        sender = self._connected_sender()
+        card = render_template(template, context, sender.options)
+        await sender.send_all(target_of(msg), [Outgoing("interactive", card)])
+
+    def _submit_send(self, coro: Coroutine[Any, Any, None], to: Any) -> None:
+        try:
+            future = self._submit(coro)
+        except RuntimeError as error:
+            log.error("Cannot send to %s: %s", to, error)
+            return
+        future.add_done_callback(_log_failure)
 
     def build_reply(
         self, msg: Message, text: str | None = None, private: bool = False, threaded: bool = False
@@ -325,47 +378,8 @@ class LarkCardsBackend(ErrBot):
         return [LarkRoom(chat["chat_id"], name=chat.get("name")) for chat in chats]
 
 
-def _extras(event: MessageReceived) -> dict[str, Any]:
-    return {
-        "message_id": event.message_id,
-        "chat_id": event.chat_id,
-        "chat_type": event.chat_type,
-        "event_id": event.event_id,
-        "message_type": event.message_type,
-        "root_id": event.root_id,
-        "thread_id": event.thread_id,
-    }
-
-
-def _reply_target(msg: Message) -> str | None:
-    """The message id to reply to, when the reply goes back into the question's chat."""
-    parent = msg.parent
-    if parent is None:
-        return None
-    extras: Mapping[str, Any] = parent.extras or {}
-    message_id = extras.get("message_id")
-    if not message_id:
-        return None
-    same_chat = (isinstance(msg.to, Room) and str(msg.to) == extras.get("chat_id")) or (
-        extras.get("chat_type") == "p2p" and isinstance(msg.to, LarkPerson)
-    )
-    return message_id if same_chat else None
-
-
-def _receiver(identifier: Any) -> tuple[str, str]:
-    if isinstance(identifier, LarkRoomOccupant):
-        return identifier.room.chat_id, "chat_id"
-    if isinstance(identifier, LarkRoom):
-        return identifier.chat_id, "chat_id"
-    if isinstance(identifier, LarkPerson):
-        return identifier.open_id, "open_id"
-    raise ValueError(f"cannot send to {identifier!r}: not a Feishu identifier")
-
-
-def _chat_key(identifier: Any) -> str:
-    if isinstance(identifier, LarkPerson) and identifier.client:
-        return identifier.client
-    return _receiver(identifier)[0]
+async def _keys(sender: Sender, urls: list[str]) -> Mapping[str, str]:
+    return await sender.images.keys(urls) if sender.images is not None and urls else {}
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

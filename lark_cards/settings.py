@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,6 +50,14 @@ class Settings:
     request_timeout: float = 10.0
     max_retries: int = 4
     shutdown_timeout: float = 10.0
+    # LARK_CARDS options (rendering).
+    render_mode: str = "card"
+    templates_dir: str | None = None
+    max_card_bytes: int = 30 * 1024
+    max_components: int = 200
+    max_tables: int = 5
+    table_page_size: int = 10
+    upload_images: bool = True
 
     @classmethod
     def from_config(cls, config: Any) -> Settings:
@@ -84,7 +93,12 @@ _OPTION_KEYS = {
     "request_timeout": float,
     "max_retries": int,
     "shutdown_timeout": float,
+    "max_card_bytes": int,
+    "max_components": int,
+    "max_tables": int,
+    "table_page_size": int,
 }
+RENDER_MODES = ("card", "auto")
 
 
 def _identity(identity: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,15 +130,28 @@ def _identity(identity: Mapping[str, Any]) -> dict[str, Any]:
 def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in options.items():
-        kind = _OPTION_KEYS.get(key)
-        if kind is None:
-            continue  # rendering options belong to other modules; they validate their own.
         if key == "replay_window" and value in (None, 0):
             values[key] = None
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"LARK_CARDS['{key}'] must be a positive number")
-        values[key] = kind(value)
+        elif key in _OPTION_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"LARK_CARDS['{key}'] must be a positive number")
+            values[key] = _OPTION_KEYS[key](value)
+        elif key == "render_mode":
+            if value not in RENDER_MODES:
+                raise ConfigError(f"LARK_CARDS['render_mode'] must be one of {RENDER_MODES}")
+            values[key] = value
+        elif key == "templates_dir":
+            if value is not None and not Path(str(value)).is_dir():
+                raise ConfigError(f"LARK_CARDS['templates_dir'] is not a directory: {value!r}")
+            values[key] = None if value is None else str(value)
+        elif key == "upload_images":
+            if not isinstance(value, bool):
+                raise ConfigError("LARK_CARDS['upload_images'] must be True or False")
+            values[key] = value
+        else:
+            raise ConfigError(f"LARK_CARDS has an unknown key {key!r}")
+    if not 1 <= values.get("table_page_size", 10) <= 10:
+        raise ConfigError("LARK_CARDS['table_page_size'] must be from 1 to 10 (Feishu's limit)")
     return values
 
 

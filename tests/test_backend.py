@@ -17,6 +17,7 @@ from errbot_config import errbot_config
 from lark_cards.backend import LarkCardsBackend
 from lark_cards.events import parse_callback
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
+from lark_cards.outbound import Sender
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 BOT = "ou_bot00000000000000000000000000000"
@@ -82,6 +83,7 @@ def running(backend: LarkCardsBackend):
     thread.start()
     backend._loop = loop
     backend.client = FakeClient()  # type: ignore[assignment]
+    backend.sender = Sender(backend.client, backend.render_options, upload_images=False)
     yield backend
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)

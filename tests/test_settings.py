@@ -91,3 +91,32 @@ def test_secrets_stay_out_of_repr():
     assert "s3cret" not in text
     assert "k3y" not in text
     assert "t0k" not in text
+
+
+def test_render_options(tmp_path):
+    cfg = SimpleNamespace(
+        BOT_IDENTITY=config().BOT_IDENTITY,
+        LARK_CARDS={"render_mode": "auto", "templates_dir": str(tmp_path), "max_tables": 3},
+    )
+    settings = Settings.from_config(cfg)
+    assert (settings.render_mode, settings.templates_dir, settings.max_tables) == (
+        "auto",
+        str(tmp_path),
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"render_mode": "html"}, "render_mode"),
+        ({"templates_dir": "/no/such/dir"}, "templates_dir"),
+        ({"upload_images": "yes"}, "upload_images"),
+        ({"table_page_size": 20}, "table_page_size"),
+        ({"max_tabels": 3}, "max_tabels"),
+    ],
+)
+def test_bad_render_options_are_named(options, named):
+    cfg = SimpleNamespace(BOT_IDENTITY=config().BOT_IDENTITY, LARK_CARDS=options)
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_config(cfg)

@@ -1,0 +1,87 @@
+"""Pack pieces into cards within Feishu's per-card budgets (reference/feishu-platform.md §5.4).
+
+Limits per card: the request body ≤ 30 KB in UTF-8 bytes (230025), ≤ 200 components (11310 /
+300305), ≤ 5 tables (230099; reports differ, so every number is configurable). Pieces are
+placed in order; adjacent prose merges into one ``markdown`` element to save components; a
+piece too large for any card is split first; a new card starts whenever the next piece would
+break a budget. The template's own bytes and components are reserved up front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lark_cards.render.pieces import MarkdownPiece, Piece, wire_size
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-card limits; ``margin`` keeps a safety distance from the byte limit."""
+
+    max_bytes: int = 30 * 1024
+    margin: int = 2 * 1024
+    max_components: int = 200
+    max_tables: int = 5
+
+    def smaller(self) -> Budget:
+        """The budget for a retry after Feishu rejected a card built within this one."""
+        return Budget(
+            max_bytes=self.max_bytes // 2,
+            margin=self.margin,
+            max_components=max(10, self.max_components // 4),
+            max_tables=max(1, self.max_tables // 2),
+        )
+
+
+@dataclass
+class _Card:
+    pieces: list[Piece]
+    size: int = 0
+    tables: int = 0
+
+
+def pack(
+    pieces: list[Piece],
+    budget: Budget,
+    *,
+    reserved_bytes: int = 0,
+    reserved_components: int = 0,
+) -> list[list[Piece]]:
+    """Group ``pieces`` into cards, each within ``budget`` (pieces too big are split)."""
+    available = max(1024, budget.max_bytes - budget.margin - reserved_bytes)
+    max_components = max(1, budget.max_components - reserved_components)
+    cards = [_Card([])]
+    for piece in pieces:
+        for part in piece.split(available) if _size(piece) > available else [piece]:
+            _place(cards, part, available, max_components, budget.max_tables)
+    return [card.pieces for card in cards]
+
+
+def _place(
+    cards: list[_Card], piece: Piece, available: int, max_components: int, max_tables: int
+) -> None:
+    card = cards[-1]
+    size = _size(piece)
+    last = card.pieces[-1] if card.pieces else None
+    if isinstance(last, MarkdownPiece) and isinstance(piece, MarkdownPiece):
+        merged = last.merged(piece)
+        merged_size = card.size - _size(last) + _size(merged)
+        if merged_size <= available and card.tables + piece.tables <= max_tables:
+            card.pieces[-1] = merged
+            card.size, card.tables = merged_size, card.tables + piece.tables
+            return
+    fits = (
+        card.size + size <= available
+        and len(card.pieces) < max_components
+        and card.tables + piece.tables <= max_tables
+    )
+    if card.pieces and not fits:
+        card = _Card([])
+        cards.append(card)
+    card.pieces.append(piece)
+    card.size += size
+    card.tables += piece.tables
+
+
+def _size(piece: Piece) -> int:
+    return wire_size(piece.element()) + 1  # the comma between elements

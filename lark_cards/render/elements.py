@@ -1,0 +1,322 @@
+"""Syntax tree → Feishu card pieces, through read-only dispatch tables (mdformat's design).
+
+``INLINE_RENDERERS`` turn inline nodes into Feishu markdown strings; ``BLOCK_RENDERERS`` turn
+block nodes into Feishu markdown text (used inside lists and quotes, and for prose at the top
+level). At the top level, ``render_pieces`` lifts code blocks, tables and lone images out of the
+prose into pieces of their own, because those become native components or must be split
+specially when a card runs out of room. Escaping happens only in ``feishu.escape``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from markdown_it.tree import SyntaxTreeNode
+
+from lark_cards.render.feishu import (
+    code_language,
+    escape,
+    escape_line_start,
+    font_color,
+    safe_url,
+    tag_color,
+)
+from lark_cards.render.parser import parse
+from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Options for one rendering; ``images`` maps image URLs to uploaded ``img_`` keys."""
+
+    images: Mapping[str, str] = field(default_factory=dict)
+    table_page_size: int = 10
+
+
+Render = Callable[[SyntaxTreeNode, RenderContext], str]
+
+# ----- inline ------------------------------------------------------------------------------
+
+
+def inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    """Render the children of an inline container, guarding the start of every line."""
+    out = []
+    at_line_start = True
+    for child in node.children:
+        text = INLINE_RENDERERS[child.type](child, ctx)
+        if at_line_start and child.type == "text":
+            text = escape_line_start(text)
+        out.append(text)
+        at_line_start = child.type in ("softbreak", "hardbreak")
+    return "".join(out)
+
+
+def text(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    return escape(node.content)
+
+
+def softbreak(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    return "\n"
+
+
+def code_inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    code = html.unescape(node.content)  # Errbot's jinja2 autoescape reaches code spans too
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * (longest + 1)
+    padded = f" {code} " if longest or code.startswith(" ") else code
+    return _styled(node, f"{fence}{padded}{fence}")
+
+
+def _wrapper(marker: str) -> Render:
+    def render(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+        content = inline(node, ctx)
+        return _styled(node, f"{marker}{content}{marker}" if content.strip() else content)
+
+    return render
+
+
+em, strong, s = _wrapper("*"), _wrapper("**"), _wrapper("~~")
+
+
+def link(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    label = inline(node, ctx)
+    url = safe_url(str(node.attrs.get("href", "")))
+    if url is None:
+        return label
+    return _styled(node, f"[{label or escape(url)}]({url})")
+
+
+def image(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    src = str(node.attrs.get("src", ""))
+    alt = escape(_plain(node))
+    key = ctx.images.get(src)
+    if key is not None:
+        return f"![{alt}]({key})"
+    url = safe_url(src)
+    return f"[{alt or escape(url)}]({url})" if url else alt
+
+
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+# Feishu mentions (prefix_groupchat_reply writes them); anything else HTML is shown as text.
+_MENTION = re.compile(r"<at (?:id|ids|email)=[\w@.,-]+>|</at>")
+
+
+def is_markup_tag(node: SyntaxTreeNode) -> bool:
+    """A tag the renderer turns into Feishu markup (a line break or a mention), not text."""
+    return bool(_BR.fullmatch(node.content) or _MENTION.fullmatch(node.content))
+
+
+def html_inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    if _BR.fullmatch(node.content):
+        return "\n"
+    if _MENTION.fullmatch(node.content):
+        return node.content
+    return escape(node.content)
+
+
+INLINE_RENDERERS: Mapping[str, Render] = MappingProxyType(
+    {
+        "text": text,
+        "softbreak": softbreak,
+        "hardbreak": softbreak,
+        "code_inline": code_inline,
+        "em": em,
+        "strong": strong,
+        "s": s,
+        "link": link,
+        "image": image,
+        "html_inline": html_inline,
+    }
+)
+
+
+def _styled(node: SyntaxTreeNode, rendered: str) -> str:
+    """Apply an Errbot attribute list: colour → ``<font>``, background → ``<text_tag>``."""
+    attrs = node.meta.get("attrs") or {}
+    background = tag_color(attrs.get("bgcolor", ""))
+    if background and rendered.strip():
+        return f"<text_tag color='{background}'>{rendered}</text_tag>"
+    color = font_color(attrs.get("color", ""))
+    if color and rendered.strip():
+        return f"<font color='{color}'>{rendered}</font>"
+    return rendered
+
+
+def _plain(node: SyntaxTreeNode) -> str:
+    """The words of a node without markup (image alt text, table header names)."""
+    if node.type in ("text", "code_inline"):
+        return node.content
+    if node.type in ("softbreak", "hardbreak"):
+        return " "
+    return "".join(_plain(child) for child in node.children)
+
+
+# ----- blocks as markdown text ---------------------------------------------------------------
+
+
+def paragraph(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    return _styled(node, inline(node.children[0], ctx))
+
+
+def heading(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    level = int(node.tag[1])
+    content = inline(node.children[0], ctx).replace("\n", " ")
+    return f"{'#' * level} {_styled(node, content)}"
+
+
+def bullet_list(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    return "\n".join(_list_item(item, "- ", ctx) for item in node.children)
+
+
+def ordered_list(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    start = int(node.attrs.get("start", 1))
+    return "\n".join(
+        _list_item(item, f"{start + offset}. ", ctx) for offset, item in enumerate(node.children)
+    )
+
+
+def _list_item(item: SyntaxTreeNode, marker: str, ctx: RenderContext) -> str:
+    # §5.6: Feishu nests lists by four spaces per level. A loose list (markdown-it shows its
+    # paragraphs) keeps blank lines between an item's blocks; a tight one does not.
+    loose = any(child.type == "paragraph" and not child.hidden for child in item.children)
+    body = blocks(item.children, ctx, separator="\n\n" if loose else "\n") or ""
+    lines = body.split("\n")
+    rest = ["    " + line if line else line for line in lines[1:]]
+    return "\n".join([marker + lines[0], *rest])
+
+
+def blockquote(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    body = blocks(node.children, ctx)
+    return "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
+
+
+def fence(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    return fenced_code(code_language(node.info), html.unescape(node.content))
+
+
+def fenced_code(language: str, code: str) -> str:
+    """A fence longer than any backtick run in ``code``, so the code cannot close it."""
+    longest = max((len(run) for run in re.findall(r"^[ \t]*(`{3,})", code, re.M)), default=0)
+    marker = "`" * max(3, longest + 1)
+    return f"{marker}{language}\n{code.rstrip(chr(10))}\n{marker}"
+
+
+def hr(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    return "<hr>"
+
+
+def html_block(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    lines = node.content.rstrip("\n").split("\n")
+    return "\n".join(escape_line_start(escape(line)) for line in lines)
+
+
+def table(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    """A table nested in a list or quote stays a markdown table (§5.6 supports them)."""
+    columns, rows = table_cells(node, ctx)
+    header = "| " + " | ".join(escape(name) for name, _ in columns) + " |"
+    rule = "|" + "|".join(_ALIGN_RULE[align] for _, align in columns) + "|"
+    body = ["| " + " | ".join(c.replace("\n", "<br>") for c in row) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+_ALIGN_RULE = {"left": ":---", "center": ":---:", "right": "---:", "": "---"}
+
+
+def table_cells(
+    node: SyntaxTreeNode, ctx: RenderContext
+) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """Header names with alignment, and every body row's cells as Feishu markdown."""
+    head_row = node.children[0].children[0]
+    columns = [(_plain(cell).strip(), _alignment(cell)) for cell in head_row.children]
+    rows = []
+    for section in node.children[1:]:
+        for row in section.children:
+            cells = [
+                inline(cell.children[0], ctx) if cell.children else "" for cell in row.children
+            ]
+            rows.append((cells + [""] * len(columns))[: len(columns)])
+    return columns, rows
+
+
+def _alignment(cell: SyntaxTreeNode) -> str:
+    match = re.search(r"text-align:(left|center|right)", str(cell.attrs.get("style", "")))
+    return match.group(1) if match else ""
+
+
+BLOCK_RENDERERS: Mapping[str, Render] = MappingProxyType(
+    {
+        "paragraph": paragraph,
+        "heading": heading,
+        "bullet_list": bullet_list,
+        "ordered_list": ordered_list,
+        "blockquote": blockquote,
+        "fence": fence,
+        "code_block": fence,
+        "hr": hr,
+        "html_block": html_block,
+        "table": table,
+    }
+)
+
+
+def blocks(nodes: list[SyntaxTreeNode], ctx: RenderContext, separator: str = "\n\n") -> str:
+    return separator.join(BLOCK_RENDERERS[node.type](node, ctx) for node in nodes)
+
+
+# ----- the top level: pieces ------------------------------------------------------------------
+
+
+def render_pieces(markdown: str | SyntaxTreeNode, ctx: RenderContext | None = None) -> list[Piece]:
+    """Errbot markdown (or its parsed tree) → the pieces a card is packed from, in order."""
+    tree = parse(markdown) if isinstance(markdown, str) else markdown
+    return [_piece(node, ctx or RenderContext()) for node in tree.children]
+
+
+def _piece(node: SyntaxTreeNode, ctx: RenderContext) -> Piece:
+    if node.type in ("fence", "code_block"):
+        return CodePiece(code_language(node.info), html.unescape(node.content))
+    if node.type == "table":
+        columns, rows = table_cells(node, ctx)
+        return TablePiece(tuple(columns), tuple(tuple(r) for r in rows), ctx.table_page_size)
+    if node.type == "hr":
+        return ComponentPiece({"tag": "hr"})
+    lone_image = _lone_image(node)
+    if lone_image is not None and str(lone_image.attrs.get("src", "")) in ctx.images:
+        alt = _plain(lone_image)
+        return ComponentPiece(
+            {
+                "tag": "img",
+                "img_key": ctx.images[str(lone_image.attrs["src"])],
+                "alt": {"tag": "plain_text", "content": alt},
+            }
+        )
+    nested_tables = sum(1 for n in node.walk() if n.type == "table")
+    return MarkdownPiece(BLOCK_RENDERERS[node.type](node, ctx), nested_tables)
+
+
+def _lone_image(node: SyntaxTreeNode) -> SyntaxTreeNode | None:
+    if node.type != "paragraph":
+        return None
+    children = [
+        c for c in node.children[0].children if not (c.type == "text" and not c.content.strip())
+    ]
+    return children[0] if len(children) == 1 and children[0].type == "image" else None
+
+
+def markdown_text(markdown: str, ctx: RenderContext | None = None) -> str:
+    """Errbot markdown → one Feishu markdown string (for card fields and nested content)."""
+    return blocks(parse(markdown).children, ctx or RenderContext())
+
+
+def image_urls(markdown: str) -> list[str]:
+    """Every http(s) image ``src`` in ``markdown``, for the uploader to fetch before rendering."""
+    urls = []
+    for node in parse(markdown).walk():
+        src = str(node.attrs.get("src", "")) if node.type == "image" else ""
+        if src and safe_url(src) and src not in urls:
+            urls.append(src)
+    return urls

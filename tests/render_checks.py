@@ -1,0 +1,55 @@
+"""Invariants every rendered reply must satisfy, shared by the corpus and property tests."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lark_cards.render import plain_text
+from lark_cards.render.pieces import wire_size
+from lark_cards.render.validate import validate_card
+
+FEISHU_CARD_BYTES = 30 * 1024
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def card_text(cards: list[dict[str, Any]]) -> str:
+    """What a reader sees in the cards: markdown (elements and table cells) read the way a
+    CommonMark reader shows it — entities decoded, link targets hidden, code kept."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key)
+        elif isinstance(value, str) and (key == "content" or re.fullmatch(r"c\d+", key)):
+            found.append(plain_text(value))
+        elif isinstance(value, str) and key not in ("tag", "name", "data_type", "width"):
+            found.append(value)
+
+    for card in cards:
+        walk(card.get("body", {}))
+    return "\n".join(found)
+
+
+def check_cards(markdown: str, cards: list[dict[str, Any]]) -> None:
+    """Valid JSON 2.0 within every budget, and no word of the input lost."""
+    assert cards, "a reply must produce at least one card"
+    for card in cards:
+        assert validate_card(card) == [], validate_card(card)
+        assert wire_size(card) <= FEISHU_CARD_BYTES
+    # Markup between words disappears on both sides, so compare streams of word characters:
+    # every word of the input must appear in the output, in the input's order.
+    shown = "".join(words(card_text(cards)))
+    position = 0
+    for word in words(plain_text(markdown)):
+        found = shown.find(word, position)
+        assert found >= 0, f"lost or reordered word {word!r}"
+        position = found + len(word)

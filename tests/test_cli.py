@@ -1,0 +1,153 @@
+"""``python -m lark_cards render [FILE|-]`` (design.md §3 "CLI"): JSON on stdout, exit 0; bad input
+→ exit 2 and one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lark_cards.__main__ import build_parser, main
+from lark_cards.render import render_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+MARKDOWN = "# Deploy\n\n- **prod**: ok\n- 飞书 `staging`\n\n```python\nprint('hi')\n```\n"
+
+
+def feed_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def test_render_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "reply.md"
+    path.write_text(MARKDOWN, encoding="utf-8")
+    assert main(["render", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == render_markdown(MARKDOWN)
+    assert err == ""
+
+
+def test_render_stdin_with_dash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed_stdin(monkeypatch, MARKDOWN.encode())
+    assert main(["render", "-"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert isinstance(cards, list)
+    assert cards == render_markdown(MARKDOWN)
+    assert all(card["schema"] == "2.0" for card in cards)
+
+
+def test_render_reads_stdin_by_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed_stdin(monkeypatch, b"\xef\xbb\xbfhello")  # a BOM is dropped
+    assert main(["render"]) == 0
+    assert json.loads(capsys.readouterr().out) == render_markdown("hello")
+
+
+def test_render_text_stdin_without_buffer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("plain *text*"))
+    assert main(["render"]) == 0
+    assert json.loads(capsys.readouterr().out) == render_markdown("plain *text*")
+
+
+def test_empty_input_is_fine(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed_stdin(monkeypatch, b"")
+    assert main(["render", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == render_markdown("")
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.md"
+    assert main(["render", str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = one_line(err)
+    assert str(missing) in line
+    assert "No such file" in line
+
+
+def test_a_directory_is_not_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(tmp_path)]) == 2
+    assert str(tmp_path) in one_line(capsys.readouterr().err)
+
+
+def test_file_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "latin1.md"
+    path.write_bytes("café".encode("latin-1"))
+    assert main(["render", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = one_line(err)
+    assert str(path) in line
+    assert "not UTF-8" in line
+    assert "0xe9" in line
+
+
+def test_stdin_not_utf8(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed_stdin(monkeypatch, b"ok\n\xff\xfe")
+    assert main(["render", "-"]) == 2
+    assert "standard input is not UTF-8" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "required: COMMAND"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["render", "a.md", "b.md"], "unrecognized arguments: b.md"),
+        (["render", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_command_lines(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert expected in one_line(err)
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "render" in capsys.readouterr().out
+    assert main(["render", "--help"]) == 0
+    assert "FILE" in capsys.readouterr().out
+
+
+def test_commands_are_subparsers() -> None:
+    args = build_parser().parse_args(["render", "x.md"])
+    assert (args.command, args.file) == ("render", "x.md")
+    assert callable(args.run)
+
+
+def test_python_dash_m_with_stdin() -> None:
+    """The real thing: a subprocess, stdin piped, UTF-8 JSON on stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lark_cards", "render", "-"],
+        input=MARKDOWN.encode(),
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout) == render_markdown(MARKDOWN)
