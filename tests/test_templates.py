@@ -107,7 +107,9 @@ def test_card_everything(templates: CardTemplates) -> None:
     assert header["subtitle"]["content"] == "prod is green"
     assert header["template"] == "green"
     assert card["config"]["summary"] == {"content": "prod is green"}
-    image, *rest = card["body"]["elements"]
+    thumbnail, image, *rest = card["body"]["elements"]
+    assert thumbnail["img_key"] == "img_v2_thumb"  # a small image, not a header icon
+    assert "icon" not in header
     assert image["tag"] == "img"
     assert image["img_key"] == "img_v2_image"
     assert rest[: len(ELEMENTS)] == ELEMENTS
@@ -153,7 +155,7 @@ def test_card_split_image_first_fields_last(templates: CardTemplates) -> None:
         assert card["header"]["title"]["content"] == "Deploy finished"
     first_tags = [e["tag"] for e in first["body"]["elements"]]
     last_tags = [e["tag"] for e in last["body"]["elements"]]
-    assert first_tags == ["img", "markdown", "hr", "markdown", "markdown"]
+    assert first_tags == ["img", "img", "markdown", "hr", "markdown", "markdown"]
     assert last_tags == ["markdown", "hr", "markdown", "column_set", "column_set", "markdown"]
     assert last["body"]["elements"][-1]["content"] == "<font color='grey'>2/2</font>"
 

@@ -27,6 +27,7 @@ from lark_cards.render.elements import (
 from lark_cards.render.parser import parse
 from lark_cards.render.pieces import Piece, wire_size
 from lark_cards.render.templates import CardTemplates, header_color
+from lark_cards.render.validate import count_components
 
 __all__ = [
     "Budget",
@@ -150,7 +151,7 @@ def wrap(
     """Pack ``pieces`` into as many cards as the budgets need and wrap each in ``template``."""
     templates = _templates(options.templates_dir)
     empty = templates.render(template, {**context, "elements": [], "part": 99, "parts": 99})
-    reserved_components = len(empty.get("body", {}).get("elements", [])) + 1
+    reserved_components = count_components(empty)
     groups = pack(
         pieces,
         options.budget,

@@ -1,7 +1,8 @@
 """Pack pieces into cards within Feishu's per-card budgets (reference/feishu-platform.md §5.4).
 
-Limits per card: the request body ≤ 30 KB in UTF-8 bytes (230025), ≤ 200 components (11310 /
-300305), ≤ 5 tables (230099; reports differ, so every number is configurable). Pieces are
+Limits per card: the request body ≤ 30 KB in UTF-8 bytes (230025), ≤ 200 components (300305;
+counted as the validator counts them, nested objects included), ≤ 5 tables (230099; reports
+differ, so every number is configurable). Pieces are
 placed in order; adjacent prose merges into one ``markdown`` element to save components; a
 piece too large for any card is split first; a new card starts whenever the next piece would
 break a budget. The template's own bytes and components are reserved up front.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lark_cards.render.pieces import MarkdownPiece, Piece, wire_size
+from lark_cards.render.validate import count_components
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class _Card:
     pieces: list[Piece]
     size: int = 0
     tables: int = 0
+    components: int = 0
 
 
 def pack(
@@ -70,9 +73,10 @@ def _place(
             card.pieces[-1] = merged
             card.size, card.tables = merged_size, card.tables + piece.tables
             return
+    components = _components(piece)
     fits = (
         card.size + size <= available
-        and len(card.pieces) < max_components
+        and card.components + components <= max_components
         and card.tables + piece.tables <= max_tables
     )
     if card.pieces and not fits:
@@ -81,6 +85,11 @@ def _place(
     card.pieces.append(piece)
     card.size += size
     card.tables += piece.tables
+    card.components += components
+
+
+def _components(piece: Piece) -> int:
+    return count_components({"body": {"elements": [piece.element()]}})
 
 
 def _size(piece: Piece) -> int:
