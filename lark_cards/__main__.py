@@ -6,19 +6,22 @@ output becomes, without a bot, an app or a network (design.md §3, "CLI").
 
 Each command is a ``_add_<name>`` function that registers a sub-parser whose ``run(args) -> int``
 does the work; input the user got wrong raises :class:`CommandError`, which becomes exit status 2
-and one line on stderr, never a traceback.
+and one line on stderr, never a traceback. Output goes through :func:`_output`, so a reader that
+stops early (``… | head -1``) ends the command quietly too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 PROG = "python -m lark_cards"
 USAGE_ERROR = 2  # what argparse uses for bad command lines; bad input files get it too
+BROKEN_PIPE = 128 + 13  # a shell's status for a command killed by SIGPIPE (13), e.g. `cat | head`
 
 
 class CommandError(Exception):
@@ -91,7 +94,24 @@ def _run_render(args: argparse.Namespace) -> int:
     cards = render_markdown(_read_text(args.file))
     # Non-ASCII stays readable on a UTF-8 terminal; \u escapes keep other encodings working.
     utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
-    print(json.dumps(cards, ensure_ascii=not utf8, indent=2))
+    return _output(json.dumps(cards, ensure_ascii=not utf8, indent=2))
+
+
+def _output(text: str) -> int:
+    """Print ``text``; the exit status: 0, or :data:`BROKEN_PIPE` when stdout's reader has gone.
+
+    Python ignores SIGPIPE, so writing to a closed pipe (``… | head -1``) raises BrokenPipeError.
+    The recipe of Python's ``signal`` docs: flush here so it surfaces here, then point stdout at
+    devnull so the interpreter's flush at exit does not raise (and print) it a second time.
+    """
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE
     return 0
 
 

@@ -151,3 +151,49 @@ def test_python_dash_m_with_stdin() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout) == render_markdown(MARKDOWN)
+
+
+def start_render_from_stdin() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lark_cards", "render", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+
+
+def finish(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    """Wait for ``process``; its exit status and stderr (a traceback is a few KB: no deadlock)."""
+    status = process.wait(timeout=60)
+    assert process.stderr is not None
+    with process.stderr:
+        return status, process.stderr.read().decode()
+
+
+def test_stdout_closed_before_any_output() -> None:
+    """Nobody reads stdout: exit 141 (as if killed by SIGPIPE), nothing on stderr."""
+    process = start_render_from_stdin()
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdout.close()  # before the input is complete, so before render writes anything
+    with process.stdin:
+        process.stdin.write(MARKDOWN.encode())
+    status, err = finish(process)
+    assert "Traceback" not in err
+    assert (status, err) == (141, "")
+
+
+def test_reader_stops_after_one_line() -> None:
+    """``python -m lark_cards render - | head -1`` with far more output than a pipe buffers."""
+    markdown = "\n\n".join(f"paragraph {i}: " + "word " * 30 for i in range(2000))
+    process = start_render_from_stdin()
+    assert process.stdin is not None
+    assert process.stdout is not None
+    with process.stdin:
+        process.stdin.write(markdown.encode())
+    with process.stdout:
+        assert process.stdout.readline() == b"[\n"
+    status, err = finish(process)
+    assert "Traceback" not in err
+    assert (status, err) == (141, "")
