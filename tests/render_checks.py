@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+
 from lark_cards.render import plain_text
 from lark_cards.render.pieces import wire_size
 from lark_cards.render.validate import validate_card
 
 FEISHU_CARD_BYTES = 30 * 1024
+# Feishu reads card markdown as CommonMark (+ tables, strike); it knows no {:attr} lists.
+_FEISHU_READER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -30,7 +35,7 @@ def card_text(cards: list[dict[str, Any]]) -> str:
             for item in value:
                 walk(item, key)
         elif isinstance(value, str) and (key == "content" or re.fullmatch(r"c\d+", key)):
-            found.append(plain_text(value))
+            found.append(plain_text(SyntaxTreeNode(_FEISHU_READER.parse(value))))
         elif isinstance(value, str) and key not in ("tag", "name", "data_type", "width"):
             found.append(value)
 

@@ -86,7 +86,9 @@ class ImageUploader:
             resp.raise_for_status()
             if not resp.headers.get("Content-Type", "image/").startswith("image/"):
                 raise ValueError(f"not an image ({resp.headers.get('Content-Type')})")
-            data = await resp.content.read(MAX_IMAGE_BYTES + 1)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ValueError("image larger than 10 MB")
-        return data
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > MAX_IMAGE_BYTES:
+                    raise ValueError("image larger than 10 MB")
+        return bytes(data)

@@ -125,16 +125,21 @@ def render_card(
     """Errbot's ``send_card`` as Feishu cards: header, key/value fields, image, body."""
     options = options or RenderOptions()
     ctx = _context(images, options)
+    image_key = ctx.images.get(image or "")
     context = {
         "title": title or "",
-        "summary": summary_text or summary(parse(title or body)),
+        "summary": summary_text or None,
+        "preview": summary_text or summary(parse(title or body)),
         "link": link or None,
-        "image": (images or {}).get(image or ""),
-        "thumbnail": (images or {}).get(thumbnail or ""),
+        "image": image_key,
+        "thumbnail": ctx.images.get(thumbnail or ""),
         "color": header_color(color),
         "fields": [[str(key), markdown_text(str(value), ctx)] for key, value in fields],
     }
-    return wrap(render_pieces(body, ctx), "card", context, options)
+    pieces = render_pieces(body, ctx)
+    if image and not image_key:  # not uploaded: a link, never a lost image (design §4)
+        pieces.insert(0, render_pieces(f"[{title or 'image'}]({image})", ctx)[0])
+    return wrap(pieces, "card", context, options)
 
 
 def render_template(
@@ -150,7 +155,9 @@ def wrap(
 ) -> list[Outgoing]:
     """Pack ``pieces`` into as many cards as the budgets need and wrap each in ``template``."""
     templates = _templates(options.templates_dir)
-    empty = templates.render(template, {**context, "elements": [], "part": 99, "parts": 99})
+    empty = templates.render(
+        template, {**context, "elements": [], "part": 99, "parts": 99}, report=False
+    )
     reserved_components = count_components(empty)
     groups = pack(
         pieces,
@@ -181,10 +188,31 @@ def shrink(rejected: Outgoing, options: RenderOptions) -> list[Outgoing]:
 
 def as_text(rejected: Outgoing) -> list[Outgoing]:
     """The content of a rejected card as plain text messages: the user always gets it."""
-    title = str(rejected.context.get("title") or "")
-    body = "\n\n".join(piece.plain() for piece in rejected.pieces)
-    text = f"{title}\n\n{body}" if title else body
+    if rejected.pieces:
+        title = str(rejected.context.get("title") or "")
+        fields = [f"{key}: {plain_text(str(value))}" for key, value in _fields(rejected.context)]
+        body = "\n\n".join(piece.plain() for piece in rejected.pieces)
+        text = "\n\n".join(part for part in (title, "\n".join(fields), body) if part)
+    else:  # a plugin's own template: all we have is the card
+        text = "\n".join(_card_strings(rejected.content))
     return [Outgoing("text", {"text": part}) for part in text_parts(text)]
+
+
+def _fields(context: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    return [tuple(field) for field in context.get("fields") or () if len(field) == 2]
+
+
+def _card_strings(value: Any) -> Iterator[str]:
+    """Readable strings of a card: titles, markdown, plain text, table cells."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and (key == "content" or re.fullmatch(r"c\d+", key)):
+                yield plain_text(item)
+            else:
+                yield from _card_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _card_strings(item)
 
 
 def _context(images: Mapping[str, str] | None, options: RenderOptions) -> RenderContext:
@@ -273,18 +301,20 @@ def summary(tree: SyntaxTreeNode, limit: int = 60) -> str:
 
 
 def text_parts(text: str, limit: int = TEXT_PART_BYTES) -> list[str]:
-    """``text`` cut at line ends into parts that fit a text message."""
-    parts, current, size = [], [], 0
+    """``text`` cut at line ends into parts that fit a text message, in order."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
     for line in text.splitlines(keepends=True):
         cost = len(line.encode())
+        if current and size + cost > limit:
+            parts.append("".join(current))
+            current, size = [], 0
         while cost > limit:  # one enormous line: cut it (a character is at most 4 bytes)
             cut = max(1, limit // 4)
             parts.append(line[:cut])
             line = line[cut:]
             cost = len(line.encode())
-        if current and size + cost > limit:
-            parts.append("".join(current))
-            current, size = [], 0
         current.append(line)
         size += cost
     if current or not parts:

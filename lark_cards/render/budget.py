@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
 from lark_cards.render.pieces import MarkdownPiece, Piece, wire_size
 from lark_cards.render.validate import count_components
 
@@ -69,7 +70,11 @@ def _place(
     if isinstance(last, MarkdownPiece) and isinstance(piece, MarkdownPiece):
         merged = last.merged(piece)
         merged_size = card.size - _size(last) + _size(merged)
-        if merged_size <= available and card.tables + piece.tables <= max_tables:
+        if (
+            merged_size <= available
+            and card.tables + piece.tables <= max_tables
+            and merged.tables <= MAX_TABLES_PER_MARKDOWN
+        ):
             card.pieces[-1] = merged
             card.size, card.tables = merged_size, card.tables + piece.tables
             return

@@ -36,6 +36,11 @@ class RenderContext:
     images: Mapping[str, str] = field(default_factory=dict)
     table_page_size: int = 10
 
+    def __post_init__(self) -> None:
+        # Design §4: never send a non-img_ key (Feishu rejects the whole card, 200570).
+        keys = {url: key for url, key in self.images.items() if str(key).startswith("img_")}
+        object.__setattr__(self, "images", MappingProxyType(keys))
+
 
 Render = Callable[[SyntaxTreeNode, RenderContext], str]
 
@@ -273,29 +278,41 @@ def blocks(nodes: list[SyntaxTreeNode], ctx: RenderContext, separator: str = "\n
 def render_pieces(markdown: str | SyntaxTreeNode, ctx: RenderContext | None = None) -> list[Piece]:
     """Errbot markdown (or its parsed tree) → the pieces a card is packed from, in order."""
     tree = parse(markdown) if isinstance(markdown, str) else markdown
-    return [_piece(node, ctx or RenderContext()) for node in tree.children]
+    ctx = ctx or RenderContext()
+    return [piece for node in tree.children for piece in _pieces(node, ctx)]
 
 
-def _piece(node: SyntaxTreeNode, ctx: RenderContext) -> Piece:
+def _pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[Piece]:
     if node.type in ("fence", "code_block"):
-        return CodePiece(code_language(node.info), html.unescape(node.content))
+        return [CodePiece(code_language(node.info), html.unescape(node.content))]
     if node.type == "table":
         columns, rows = table_cells(node, ctx)
-        return TablePiece(tuple(columns), tuple(tuple(r) for r in rows), ctx.table_page_size)
+        return [TablePiece(tuple(columns), tuple(tuple(r) for r in rows), ctx.table_page_size)]
     if node.type == "hr":
-        return ComponentPiece({"tag": "hr"})
+        return [ComponentPiece({"tag": "hr"})]
     lone_image = _lone_image(node)
     if lone_image is not None and str(lone_image.attrs.get("src", "")) in ctx.images:
         alt = _plain(lone_image)
-        return ComponentPiece(
-            {
-                "tag": "img",
-                "img_key": ctx.images[str(lone_image.attrs["src"])],
-                "alt": {"tag": "plain_text", "content": alt},
-            }
-        )
-    nested_tables = sum(1 for n in node.walk() if n.type == "table")
-    return MarkdownPiece(BLOCK_RENDERERS[node.type](node, ctx), nested_tables)
+        key = ctx.images[str(lone_image.attrs["src"])]
+        alt_text = {"tag": "plain_text", "content": alt}
+        return [ComponentPiece({"tag": "img", "img_key": key, "alt": alt_text})]
+    if node.type in ("bullet_list", "ordered_list") and _tables_in(node):
+        # Tables inside a list count toward the card's table budget (§5.4): one piece per item
+        # lets the packer spread them over cards instead of overfilling one.
+        start = int(node.attrs.get("start", 1))
+        markers = [
+            "- " if node.type == "bullet_list" else f"{start + offset}. "
+            for offset in range(len(node.children))
+        ]
+        return [
+            MarkdownPiece(_list_item(item, marker, ctx), _tables_in(item))
+            for item, marker in zip(node.children, markers, strict=True)
+        ]
+    return [MarkdownPiece(BLOCK_RENDERERS[node.type](node, ctx), _tables_in(node))]
+
+
+def _tables_in(node: SyntaxTreeNode) -> int:
+    return sum(1 for descendant in node.walk() if descendant.type == "table")
 
 
 def _lone_image(node: SyntaxTreeNode) -> SyntaxTreeNode | None:

@@ -161,28 +161,35 @@ def _overhead(element: dict[str, Any]) -> int:
 
 
 def _chunk_lines(lines: list[str], budget: int) -> list[str]:
-    """Join lines into chunks of at most ``budget`` bytes; an over-long line is cut."""
+    """Join lines into chunks of at most ``budget`` bytes. A line too long for one chunk is
+    cut (see ``_cut``); its parts are rejoined without a line break inside a chunk."""
     budget = max(budget, 64)
     chunks: list[str] = []
-    current: list[str] = []
+    current = ""
     used = 0
     for line in lines:
-        for part in _cut(line, budget):
-            cost = wire_size(part) + 2  # the "\n" that joins it, escaped twice
-            if current and used + cost > budget:
-                chunks.append("\n".join(current))
-                current, used = [], 0
-            current.append(part)
+        for index, part in enumerate(_cut(line, budget)):
+            joiner = "" if index else "\n"
+            cost = wire_size(part) + (2 if joiner else 0)  # "\n" is 2 bytes once escaped
+            if used and used + cost > budget:
+                chunks.append(current)
+                current, used, joiner = "", 0, ""
+            current += (joiner if used else "") + part
             used += cost
-    chunks.append("\n".join(current))
+    chunks.append(current)
     return chunks
 
 
 def _cut(line: str, budget: int) -> list[str]:
-    """Cut a line that alone exceeds ``budget``, never inside an ``&#NN;`` entity."""
+    """Cut a line that alone exceeds ``budget``: between words when possible, and never
+    inside an ``&#NN;`` entity or an HTML-like tag such as ``<font color='red'>``."""
     parts = []
     while wire_size(line) > budget:
-        cut = max(1, budget // 8)  # a character costs at most 8 bytes once double-encoded
+        limit = max(1, budget // 8)  # a character costs at most 8 bytes once double-encoded
+        cut = line.rfind(" ", limit // 2, limit) + 1 or limit
+        tag = line.rfind("<", 0, cut)
+        if tag > 0 and line.rfind(">", 0, cut) < tag:
+            cut = tag
         entity = line.rfind("&", max(0, cut - 8), cut)
         if entity > 0 and ";" not in line[entity:cut]:
             cut = entity

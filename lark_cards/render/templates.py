@@ -98,8 +98,13 @@ class CardTemplates:
                 found.update(p.name[: -len(SUFFIX)] for p in directory.glob("*" + SUFFIX))
         return sorted(found)
 
-    def render(self, name: str, context: Mapping[str, Any]) -> dict[str, Any]:
-        """The card that template ``name`` makes of ``context``: the user's, else the default."""
+    def render(
+        self, name: str, context: Mapping[str, Any], *, report: bool = True
+    ) -> dict[str, Any]:
+        """The card that template ``name`` makes of ``context``: the user's, else the default.
+
+        ``report=False`` skips the error line for a broken user template (for a render that
+        only measures, so one message logs its problem once)."""
         if not _NAME.fullmatch(name):
             raise TemplateError(f"bad card template name {name!r}")
         filename = name + SUFFIX
@@ -109,7 +114,8 @@ class CardTemplates:
             except jinja2.TemplateNotFound:
                 pass
             except _Broken as broken:
-                log.error("%s; using the default %s instead", broken, filename)
+                if report:
+                    log.error("%s; using the default %s instead", broken, filename)
         if self._default is None:
             raise TemplateError(f"no default card templates in {DEFAULT_TEMPLATE_DIRS}")
         try:
