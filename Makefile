@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint format bench clean
+.PHONY: venv test lint format bench clean demo
+DEMO_PORT ?= 9000
 
 venv: $(VENV)/.installed
 
@@ -24,9 +25,13 @@ format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# The quick start: a local Feishu sandbox and a real errbot wired to it; prints the page URL.
+demo: venv
+	$(PY) -m lark_cards sandbox --demo --port $(DEMO_PORT)
+
 bench: venv
 	$(PY) bench/ack.py
 	$(PY) bench/render.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo

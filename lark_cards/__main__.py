@@ -67,11 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     _add_render(commands)
-    # More commands go here, e.g. `_add_sandbox(commands)` for `python -m lark_cards sandbox`:
-    # define `_add_sandbox(commands)` calling `commands.add_parser("sandbox", help=…)`, its
-    # arguments, and `.set_defaults(run=<function(args) -> int>)`; raise CommandError for bad
-    # input. Keep heavy imports inside the run function so `render` stays fast.
+    _add_sandbox(commands)
+    # A new command is one more `_add_<name>(commands)`: its parser, its arguments and
+    # `.set_defaults(run=<function(args) -> int>)`; raise CommandError for bad input. Keep
+    # heavy imports inside the run function so every command stays fast to start.
     return parser
+
+
+# --- sandbox ------------------------------------------------------------------------------------
+
+
+def _add_sandbox(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from lark_cards.sandbox.cli import DESCRIPTION, add_arguments, run  # argparse only: light
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="a local Feishu whose page draws every card (--demo: with errbot)",
+        description=DESCRIPTION,
+    )
+    add_arguments(sandbox)
+    sandbox.set_defaults(run=run)
 
 
 # --- render -------------------------------------------------------------------------------------

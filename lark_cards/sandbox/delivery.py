@@ -1,14 +1,37 @@
-"""Build Feishu event envelopes and post them the way Feishu does (encrypted, signed)."""
+"""Build Feishu event envelopes and post them the way Feishu does (encrypted, signed, retried).
+
+:func:`message_envelope` and :func:`card_action_envelope` build schema 2.0 bodies
+(reference/feishu-platform.md §1.2-1.3, §6.1); :func:`event_request` encrypts and signs them
+(§1.6-1.7); :class:`Deliverer` pushes them to the bot's event URL: an event that is not
+answered with HTTP 200 within 3 s is pushed again after 15 s, 5 min, 1 h and 6 h (§1.8; the
+delays are configurable so tests use short ones), a card callback is posted once and its
+answer returned (§6.1).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
 from lark_cards.transport.security import encrypt, signature
+
+log = logging.getLogger(__name__)
+
+ACK_DEADLINE = 3.0  # §1.8: HTTP 200 within 3 s, else the push failed
+RETRY_DELAYS = (15.0, 300.0, 3600.0, 21600.0)  # §1.8: at most 4 retries
+# §6.1 client-side codes Feishu shows when a card callback fails.
+CALLBACK_TIMEOUT = 200341
+CALLBACK_UNREACHABLE = 200342
+CALLBACK_BAD_STATUS = 200671
+CALLBACK_BAD_BODY = 200672
 
 
 def message_envelope(
@@ -58,6 +81,44 @@ def message_envelope(
     }
 
 
+def card_action_envelope(
+    action: dict[str, Any],
+    *,
+    operator_open_id: str,
+    message_id: str,
+    chat_id: str,
+    app_id: str = "cli_sandbox",
+    token: str | None = None,
+) -> dict[str, Any]:
+    """A schema 2.0 ``card.action.trigger`` callback for a click on ``message_id`` (§6.1).
+
+    ``action`` is what the component carries: ``{"tag": "button", "value": {…}, "name": …}``.
+    """
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": secrets.token_hex(16),
+            "token": token or "",
+            "create_time": str(int(time.time() * 1_000_000)),  # §6.1: microseconds
+            "event_type": "card.action.trigger",
+            "tenant_key": "sandbox",
+            "app_id": app_id,
+        },
+        "event": {
+            "operator": {
+                "tenant_key": "sandbox",
+                "user_id": "",
+                "open_id": operator_open_id,
+                "union_id": "",
+            },
+            "token": "c-" + secrets.token_hex(16),  # the delayed-update token
+            "action": action,
+            "host": "im_message",
+            "context": {"open_message_id": message_id, "open_chat_id": chat_id},
+        },
+    }
+
+
 def event_request(
     payload: dict[str, Any], *, encrypt_key: str | None, timestamp: int | None = None
 ) -> tuple[bytes, dict[str, str]]:
@@ -79,3 +140,116 @@ def event_request(
         "X-Lark-Signature": signature(ts, nonce, encrypt_key, body),
     }
     return body, headers
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One push of an event: ``status`` is the HTTP status, None when there was no answer."""
+
+    event_id: str
+    number: int  # 0 for the first push, 1.. for retries
+    status: int | None
+    error: str | None = None
+
+    @property
+    def acked(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """The bot's answer to a card callback: its JSON body, or Feishu's client error code."""
+
+    body: dict[str, Any] | None
+    error_code: int | None = None
+    error: str | None = None
+
+
+class Deliverer:
+    """Pushes events and card callbacks to the bot's event URL the way Feishu does."""
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        encrypt_key: str | None = None,
+        ack_deadline: float = ACK_DEADLINE,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.url = url
+        self.encrypt_key = encrypt_key
+        self.ack_deadline = ack_deadline
+        self.retry_delays = tuple(retry_delays)
+        self.attempts: list[Attempt] = []
+        self._sleep = sleep
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop pending retries and close the HTTP session."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def push(
+        self, payload: dict[str, Any], on_attempt: Callable[[Attempt], None] | None = None
+    ) -> asyncio.Task[None]:
+        """Deliver an event in the background, retrying until it is acked or retries run out."""
+        task = asyncio.create_task(self._deliver(payload, on_attempt))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _deliver(
+        self, payload: dict[str, Any], on_attempt: Callable[[Attempt], None] | None
+    ) -> None:
+        event_id = payload["header"]["event_id"]
+        for number, delay in enumerate((0.0, *self.retry_delays)):
+            if delay:
+                await self._sleep(delay)
+            status, _, problem = await self._post(payload)
+            attempt = Attempt(event_id, number, status, problem)
+            self.attempts.append(attempt)
+            if on_attempt is not None:
+                on_attempt(attempt)
+            if attempt.acked:
+                return
+            log.info("Event %s not acked (%s); attempt %d", event_id, problem, number + 1)
+        log.warning("Event %s dropped after %d attempts", event_id, len(self.retry_delays) + 1)
+
+    async def callback(self, payload: dict[str, Any]) -> CallbackAnswer:
+        """Post a card callback once and return the bot's answer (§6.1: no retries)."""
+        status, raw, problem = await self._post(payload)
+        if status is None:
+            code = CALLBACK_TIMEOUT if problem == "timeout" else CALLBACK_UNREACHABLE
+            return CallbackAnswer(None, code, problem)
+        if status != 200:
+            return CallbackAnswer(None, CALLBACK_BAD_STATUS, f"HTTP {status}")
+        try:
+            body = json.loads(raw or b"{}") if (raw or b"").strip() else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return CallbackAnswer(None, CALLBACK_BAD_BODY, "the answer is not a JSON object")
+        return CallbackAnswer(body)
+
+    async def _post(self, payload: dict[str, Any]) -> tuple[int | None, bytes | None, str | None]:
+        if not self.url:
+            return None, None, "no bot event URL is configured"
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body, headers = event_request(payload, encrypt_key=self.encrypt_key)
+        timeout = aiohttp.ClientTimeout(total=self.ack_deadline)
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                return response.status, await response.read(), None
+        except TimeoutError:
+            return None, None, "timeout"
+        except aiohttp.ClientError as exc:
+            return None, None, f"{type(exc).__name__}: {exc}"

@@ -1,13 +1,15 @@
 """Fake Feishu Open Platform (the Open API subset lark-cards calls), served by aiohttp.
 
-It answers with Feishu's shapes and codes (reference/feishu-platform.md §3-§4): tenant tokens
-that really expire, ``bot/v3/info``, send and reply with ``uuid`` idempotency, contact and chat
-look-ups. Everything it receives is kept in ``messages`` so tests can assert on it.
+It answers with Feishu's shapes and codes (reference/feishu-platform.md §3-§5): tenant tokens
+that really expire, ``bot/v3/info``, send / reply with ``uuid`` idempotency, PATCH of cards,
+image and file uploads, reactions, contact and chat look-ups. What Feishu refuses it refuses
+with Feishu's code (:mod:`.rules`): oversized bodies, cards the validator rejects, ``img_`` keys
+it never issued, more than 5 messages a second to one chat, expired or unknown tokens.
+Everything it accepts is kept in ``conversations`` so tests and the page can see it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import secrets
 import time
@@ -17,21 +19,22 @@ from typing import Any
 
 from aiohttp import web
 
+from . import rules
+from .resources import Resources
+from .responses import authed, error, json_object, ok, refuse
+from .rules import CardLimits, Limits, Refusal
+from .state import BOT_NAME, BOT_OPEN_ID, Conversations, SentMessage, p2p_chat_id
+from .uploads import FILE_LIMIT, Uploads
+
+__all__ = ["FakeOpenPlatform", "SentMessage"]
+
 # Feishu: a request with the same uuid succeeds at most once within an hour (§4.1).
 UUID_WINDOW = 3600.0
-
-
-@dataclass
-class SentMessage:
-    """One message the bot sent, as the platform stored it."""
-
-    message_id: str
-    chat_id: str
-    msg_type: str
-    content: dict[str, Any]
-    uuid: str | None
-    reply_to: str | None = None
-    reply_in_thread: bool = False
+# §4.3: only messages sent in the last 14 days can be updated.
+PATCH_WINDOW = 14 * 86400.0
+# §4.3: a callback's delayed-update token is valid 30 min, for at most 2 updates.
+UPDATE_TOKEN_TTL = 1800.0
+UPDATE_TOKEN_USES = 2
 
 
 @dataclass
@@ -40,164 +43,275 @@ class FakeOpenPlatform:
 
     app_id: str
     app_secret: str
-    bot_open_id: str = "ou_bot00000000000000000000000000000"
-    bot_name: str = "ChatOps Bot"
+    bot_open_id: str = BOT_OPEN_ID
+    bot_name: str = BOT_NAME
     token_ttl: int = 7200
     clock: Callable[[], float] = time.time
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     chats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    messages: list[SentMessage] = field(default_factory=list)
     user_messages: dict[str, str] = field(default_factory=dict)  # message_id → chat_id
+    chat_qps: int = 5
+    app_qps: int = 50
+    card_limits: CardLimits = field(default_factory=CardLimits)
+    refusals: list[tuple[str, Refusal]] = field(default_factory=list)  # (chat_id, refusal)
+    # callback token → [message_id, expires at, updates left] (§4.3 delayed update)
+    update_tokens: dict[str, list[Any]] = field(default_factory=dict)
+    conversations: Conversations = field(default_factory=Conversations)
+    uploads: Uploads = field(default_factory=Uploads)
     _tokens: dict[str, float] = field(default_factory=dict)
     _by_uuid: dict[str, tuple[float, SentMessage]] = field(default_factory=dict)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _limits: Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limits = Limits(self.clock, chat_qps=self.chat_qps, app_qps=self.app_qps)
+
+    @property
+    def messages(self) -> list[SentMessage]:
+        """Every message the bot sent, in order."""
+        return self.conversations.bot_messages
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.add_routes(
-            [
-                web.post("/open-apis/auth/v3/tenant_access_token/internal", self._token),
-                web.get("/open-apis/bot/v3/info", self._bot_info),
-                web.post("/open-apis/im/v1/messages", self._send),
-                web.post("/open-apis/im/v1/messages/{message_id}/reply", self._reply),
-                web.get("/open-apis/contact/v3/users/{open_id}", self._user),
-                web.get("/open-apis/im/v1/chats/{chat_id}", self._chat),
-                web.get("/open-apis/im/v1/chats", self._chat_list),
-            ]
-        )
+        app = web.Application(client_max_size=FILE_LIMIT + (1 << 20))
+        self.add_routes(app)
         return app
 
-    # ----- auth -----
+    def add_routes(self, app: web.Application) -> None:
+        im = "/open-apis/im/v1"
+        app.add_routes(
+            [
+                *Resources(self).routes(),
+                web.post("/open-apis/auth/v3/tenant_access_token/internal", self._token),
+                web.get("/open-apis/bot/v3/info", self._bot_info),
+                web.post(f"{im}/messages", self._send),
+                web.post(f"{im}/messages/{{message_id}}/reply", self._reply),
+                web.patch(f"{im}/messages/{{message_id}}", self._patch),
+                web.post("/open-apis/interactive/v1/card/update", self._delayed_update),
+            ]
+        )
+
+    # ----- auth (§3) -----
 
     async def _token(self, request: web.Request) -> web.Response:
-        body = await _json(request)
+        body = json_object(await request.read())
         if body.get("app_id") != self.app_id or body.get("app_secret") != self.app_secret:
-            return _error(10014, "app secret invalid", status=400)
+            return error(10014, "app secret invalid")
         token = "t-" + secrets.token_hex(16)
         self._tokens[token] = self.clock() + self.token_ttl
         return web.json_response(
             {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": self.token_ttl}
         )
 
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        expires = self._tokens.get(header.removeprefix("Bearer "))
-        return expires is not None and expires > self.clock()
+    def check_token(self, authorization: str) -> Refusal | None:
+        if not authorization.startswith("Bearer "):
+            return Refusal(rules.NEED_TOKEN, "Missing access token for authorization.")
+        expires = self._tokens.get(authorization.removeprefix("Bearer "))
+        if expires is None or expires <= self.clock():
+            return Refusal(
+                rules.INVALID_TOKEN,
+                "Invalid access token for authorization. Please make a request with token "
+                "attached.",
+            )
+        return None
 
-    # ----- API -----
+    # ----- messages (§4.1-4.3) -----
 
+    @authed
     async def _bot_info(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _invalid_token()
         bot = {"activate_status": 2, "app_name": self.bot_name, "open_id": self.bot_open_id}
         return web.json_response({"code": 0, "msg": "ok", "bot": bot})
 
+    @authed
     async def _send(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _invalid_token()
-        body = await _json(request)
+        raw = await request.read()
+        body = json_object(raw)
         id_type = request.query.get("receive_id_type")
-        if id_type not in ("open_id", "user_id", "union_id", "email", "chat_id"):
-            return _error(99992402, "field validation failed: receive_id_type", status=400)
+        if id_type not in rules.RECEIVE_ID_TYPES:
+            return error(rules.FIELD_INVALID, "field validation failed: receive_id_type")
         receive_id = body.get("receive_id")
-        chat_id = receive_id if id_type == "chat_id" else f"oc_p2p_{receive_id}"
-        return self._store(body, chat_id=chat_id)
+        if not isinstance(receive_id, str) or not receive_id:
+            return error(rules.FIELD_INVALID, "field validation failed: receive_id")
+        if id_type == "chat_id":
+            if self.chats and receive_id not in self.chats:
+                return error(230002, "The bot is not in the chat.")
+            chat_id = receive_id
+        else:
+            chat_id = self.direct_chat(receive_id)
+        return self._store(raw, body, chat_id=chat_id)
 
+    @authed
     async def _reply(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _invalid_token()
-        body = await _json(request)
+        raw = await request.read()
+        body = json_object(raw)
         target = request.match_info["message_id"]
         chat_id = self.chat_of(target)
         if chat_id is None:
-            return _error(230011, "The message was withdrawn or does not exist.", status=400)
+            return error(rules.MESSAGE_GONE, "The message was withdrawn or does not exist.")
         return self._store(
+            raw,
             body,
             chat_id=chat_id,
             reply_to=target,
             reply_in_thread=bool(body.get("reply_in_thread")),
         )
 
-    def _store(self, body: dict[str, Any], *, chat_id: str, **reply: Any) -> web.Response:
+    def _store(
+        self, raw: bytes, body: dict[str, Any], *, chat_id: str, **reply: Any
+    ) -> web.Response:
         uuid = body.get("uuid")
         now = self.clock()
         if uuid and uuid in self._by_uuid and self._by_uuid[uuid][0] > now:
             return _message_response(self._by_uuid[uuid][1])
-        try:
-            content = json.loads(body["content"])
-        except (KeyError, TypeError, ValueError):
-            return _error(230001, "Your request contains an invalid request parameter.", 400)
+        msg_type = body.get("msg_type")
+        content = self._checked_content(msg_type, body.get("content"), raw)
+        if isinstance(content, Refusal):
+            return self._refused(chat_id, f"the {msg_type} message", content)
+        refusal = self._limits.admit_send(chat_id)
+        if refusal:
+            return self._refused(chat_id, f"the {msg_type} message", refusal)
         message = SentMessage(
-            message_id=f"om_fake{next(self._ids):08d}",
+            message_id=self.conversations.new_id(),
             chat_id=chat_id,
-            msg_type=str(body.get("msg_type")),
+            msg_type=str(msg_type),
             content=content,
             uuid=uuid,
+            sender_id=self.app_id,
+            create_time=now,
             **reply,
         )
-        self.messages.append(message)
+        self.conversations.add(message)
         if uuid:
             self._by_uuid[uuid] = (now + UUID_WINDOW, message)
         return _message_response(message)
 
+    def _checked_content(
+        self, msg_type: Any, raw_content: Any, body: bytes
+    ) -> dict[str, Any] | Refusal:
+        content = rules.parse_content(
+            msg_type, raw_content, image_keys=self.uploads.images, file_keys=self.uploads.files
+        )
+        if isinstance(content, Refusal):
+            return content
+        refusal = rules.check_body_size(str(msg_type), body)
+        if refusal is None and msg_type == "interactive":
+            refusal = rules.check_card(content, self.uploads.images, self.card_limits)
+        return refusal or content
+
+    @authed
+    async def _patch(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        message = self.conversations.get(request.match_info["message_id"])
+        if message is None:
+            return error(rules.MESSAGE_GONE, "The message was withdrawn or does not exist.")
+        if message.sender_type != "app" or message.msg_type != "interactive":
+            return error(
+                rules.INVALID_PARAM, "only interactive messages the app sent can be updated"
+            )
+        if self.clock() - message.create_time > PATCH_WINDOW:
+            return error(
+                rules.INVALID_PARAM, "only messages sent in the last 14 days can be updated"
+            )
+        content = self._checked_content("interactive", json_object(raw).get("content"), raw)
+        if isinstance(content, Refusal):
+            return self._refused(message.chat_id, "a card update", content)
+        refusal = rules.check_patch(message.content, content) or self._limits.admit_patch(
+            message.message_id
+        )
+        if refusal:
+            return self._refused(message.chat_id, "a card update", refusal)
+        self.update_card(message, content)
+        return web.json_response({"code": 0, "msg": "success", "data": {}})
+
+    def issue_update_token(self, token: str, message_id: str) -> None:
+        """Remember the delayed-update token a card callback carried (§6.1 ``event.token``)."""
+        self.update_tokens[token] = [message_id, self.clock() + UPDATE_TOKEN_TTL, UPDATE_TOKEN_USES]
+
+    @authed
+    async def _delayed_update(self, request: web.Request) -> web.Response:
+        """``interactive/v1/card/update``: replace the clicked card with the callback's token."""
+        body = json_object(await request.read())
+        grant = self.update_tokens.get(str(body.get("token")))
+        if grant is None or grant[1] <= self.clock() or grant[2] <= 0:
+            return error(rules.INVALID_PARAM, "the update token is invalid, expired or used up")
+        message = self.conversations.get(grant[0])
+        card = body.get("card")
+        if message is None or not isinstance(card, dict):
+            return error(rules.INVALID_PARAM, "card must be a card JSON object")
+        refusal = rules.check_card(card, self.uploads.images, self.card_limits)
+        refusal = refusal or rules.check_patch(message.content, card)
+        if refusal:
+            return self._refused(message.chat_id, "a delayed card update", refusal)
+        grant[2] -= 1
+        self.update_card(message, card)
+        return web.json_response({"code": 0, "msg": "success"})
+
+    def _refused(self, chat_id: str, what: str, refusal: Refusal) -> web.Response:
+        """Answer with Feishu's refusal, and note it in the chat for the page to show."""
+        self.refusals.append((chat_id, refusal))
+        notice = SentMessage(
+            message_id=self.conversations.new_id(),
+            chat_id=chat_id,
+            msg_type="system",
+            content={"text": f"Feishu refused {what}: {refusal.code} {refusal.msg}"},
+            uuid=None,
+            sender_type="system",
+            create_time=self.clock(),
+        )
+        self.conversations.add(notice)
+        return refuse(refusal)
+
+    def update_card(self, message: SentMessage, card: dict[str, Any]) -> None:
+        """Replace a card in place (PATCH, or a card returned by a card callback)."""
+        message.content = card
+        message.updates += 1
+        self.conversations.touch(message)
+
     def chat_of(self, message_id: str) -> str | None:
         """Chat of a message the platform knows: one the bot sent, or one a user sent."""
-        for message in self.messages:
-            if message.message_id == message_id:
-                return message.chat_id
-        return self.user_messages.get(message_id)
+        message = self.conversations.get(message_id)
+        return message.chat_id if message else self.user_messages.get(message_id)
 
-    async def _user(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _invalid_token()
-        user = self.users.get(request.match_info["open_id"])
-        if user is None:
-            return _error(41050, "no user authority error", status=400)
-        return web.json_response({"code": 0, "msg": "success", "data": {"user": user}})
+    def direct_chat(self, open_id: str) -> str:
+        """The p2p chat between the bot and ``open_id`` (created on first use)."""
+        chat_id = p2p_chat_id(open_id)
+        if self.chats and chat_id not in self.chats:
+            name = self.users.get(open_id, {}).get("name", open_id)
+            self.chats[chat_id] = {"name": name, "chat_mode": "p2p", "members": [open_id]}
+        return chat_id
 
-    async def _chat(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _invalid_token()
-        chat = self.chats.get(request.match_info["chat_id"])
-        if chat is None:
-            return _error(232011, "Operator can NOT be out of the chat.", status=400)
-        return web.json_response({"code": 0, "msg": "success", "data": chat})
-
-    async def _chat_list(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _invalid_token()
-        items = [{"chat_id": chat_id, **chat} for chat_id, chat in self.chats.items()]
-        data = {"items": items, "page_token": "", "has_more": False}
-        return web.json_response({"code": 0, "msg": "success", "data": data})
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+    def post_user_message(
+        self, chat_id: str, sender_open_id: str, text: str, *, reply_to: str | None = None
+    ) -> SentMessage:
+        """A text message a simulated user typed (the page's composer)."""
+        message = SentMessage(
+            message_id=self.conversations.new_id(),
+            chat_id=chat_id,
+            msg_type="text",
+            content={"text": text},
+            uuid=None,
+            reply_to=reply_to,
+            sender_id=sender_open_id,
+            sender_type="user",
+            create_time=self.clock(),
+        )
+        self.user_messages[message.message_id] = chat_id
+        return self.conversations.add(message)
 
 
 def _message_response(message: SentMessage) -> web.Response:
-    data = {
-        "message_id": message.message_id,
-        "chat_id": message.chat_id,
-        "msg_type": message.msg_type,
-        "body": {"content": json.dumps(message.content, ensure_ascii=False)},
-        "sender": {"id": "cli_fake", "id_type": "app_id", "sender_type": "app"},
-    }
-    return web.json_response({"code": 0, "msg": "success", "data": data})
-
-
-def _error(code: int, msg: str, status: int = 400) -> web.Response:
-    return web.json_response(
-        {"code": code, "msg": msg}, status=status, headers={"X-Tt-Logid": secrets.token_hex(8)}
-    )
-
-
-def _invalid_token() -> web.Response:
-    return _error(
-        99991663,
-        "Invalid access token for authorization. Please make a request with token attached.",
+    millis = str(int(message.create_time * 1000))
+    return ok(
+        {
+            "message_id": message.message_id,
+            "root_id": message.reply_to or "",
+            "parent_id": message.reply_to or "",
+            "chat_id": message.chat_id,
+            "msg_type": message.msg_type,
+            "create_time": millis,
+            "update_time": millis,
+            "deleted": False,
+            "updated": False,
+            "body": {"content": json.dumps(message.content, ensure_ascii=False)},
+            "sender": {"id": message.sender_id, "id_type": "app_id", "sender_type": "app"},
+            "mentions": [],
+        }
     )

@@ -1,0 +1,163 @@
+"""Serve the fake Open Platform and the page on 127.0.0.1 (``python -m lark_cards sandbox``).
+
+:class:`Sandbox` puts the pieces together on one port: the Open API (:mod:`.openapi`), the
+page and its API (:mod:`.page`) and the deliverer that pushes events to the bot
+(:mod:`.delivery`). :func:`serve` runs it until Ctrl-C; :mod:`.demo` runs it with a real
+``errbot``; :mod:`.cli` is the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from .delivery import ACK_DEADLINE, RETRY_DELAYS, Deliverer
+from .openapi import FakeOpenPlatform
+from .page import Page
+from .state import default_chats, default_users
+
+DEFAULT_PORT = 9000
+EVENTS_PATH = "/lark/events"
+
+
+@dataclass
+class SandboxConfig:
+    """How the sandbox runs and how it reaches the bot."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    bot_url: str | None = None  # the bot's event URL, e.g. http://127.0.0.1:8080/lark/events
+    app_id: str = "cli_sandbox0000000001"
+    app_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    encrypt_key: str | None = None
+    verification_token: str | None = None
+    ack_deadline: float = ACK_DEADLINE
+    retry_delays: tuple[float, ...] = RETRY_DELAYS
+    token_ttl: int = 7200
+
+
+class Sandbox:
+    """The platform, the page and the deliverer behind one aiohttp app."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.platform = FakeOpenPlatform(
+            app_id=config.app_id,
+            app_secret=config.app_secret,
+            token_ttl=config.token_ttl,
+            users=default_users(),
+            chats=default_chats(),
+        )
+        self.deliverer = Deliverer(
+            config.bot_url,
+            encrypt_key=config.encrypt_key,
+            ack_deadline=config.ack_deadline,
+            retry_delays=config.retry_delays,
+        )
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = self.platform.app()
+        page = Page(
+            self.platform, self.deliverer, verification_token=self.config.verification_token
+        )
+        page.add_routes(app)
+        return app
+
+    async def start(self) -> str:
+        """Serve on the configured host and port (0 = any free port); returns the base URL."""
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.config.host, self.config.port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        await self.deliverer.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def bot_identity(self, *, port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+        """The ``BOT_IDENTITY`` that connects a bot to this sandbox (listening on ``port``)."""
+        identity: dict[str, Any] = {
+            "app_id": self.config.app_id,
+            "app_secret": self.config.app_secret,
+            "domain": self.url,
+            "host": host,
+            "port": port,
+            "path": EVENTS_PATH,
+        }
+        if self.config.verification_token:
+            identity["verification_token"] = self.config.verification_token
+        if self.config.encrypt_key:
+            identity["encrypt_key"] = self.config.encrypt_key
+        return identity
+
+
+async def serve(config: SandboxConfig, *, bot_port: int, out: TextIO) -> int:
+    """Serve the sandbox alone until Ctrl-C, telling the user how to point a bot at it."""
+    sandbox = Sandbox(config)
+    try:
+        url = await sandbox.start()
+    except OSError as error:
+        say(sys.stderr, f"sandbox: cannot listen on {config.host}:{config.port}: {error}")
+        return 1
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        try:
+            identity = sandbox.bot_identity(port=bot_port)
+            say(out, f"Sandbox page: {url}/")
+            say(out, f"Events go to: {config.bot_url}")
+            say(out, "Put this in the bot's config.py:\n")
+            say(out, f"BOT_IDENTITY = {identity!r}\n")
+            await stop.wait()
+        finally:
+            await sandbox.stop()
+    return 0
+
+
+def say(stream: TextIO, text: str) -> None:
+    """One line for the person at the terminal, flushed at once (the demo runs for long)."""
+    stream.write(text + "\n")
+    stream.flush()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT/SIGTERM (Ctrl-C) while the block runs, shutdown included, so a
+    second Ctrl-C during shutdown cannot interrupt the cleanup."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def first_of(*waitables: Awaitable[Any]) -> None:
+    """Wait until the first of ``waitables`` finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,77 @@
+// Preview mode for template authors: markdown → the cards send_message would send (POST
+// /api/preview, the same render path), each with its budget figures against Feishu's limits.
+(function (global) {
+  "use strict";
+  const el = global.FeishuMarkdown.el;
+  const $ = (id) => document.getElementById(id);
+  let shared = null;
+
+  function budget(label, value, limit, unit) {
+    const item = el("div", "budget" + (value > limit ? " over" : ""));
+    item.appendChild(el("span", "budget-label", label));
+    const bar = el("span", "budget-bar");
+    const fill = el("span", "budget-fill");
+    fill.style.width = Math.min(100, (100 * value) / limit).toFixed(1) + "%";
+    bar.appendChild(fill);
+    item.appendChild(bar);
+    const shown = unit ? `${unit(value)} / ${unit(limit)}` : `${value} / ${limit}`;
+    item.appendChild(el("span", "budget-value", shown));
+    return item;
+  }
+
+  async function render() {
+    const out = $("preview-output");
+    let result;
+    try {
+      result = await shared.api("/api/preview", { markdown: $("preview-input").value });
+    } catch (error) {
+      out.replaceChildren(el("div", "problem", String(error.message || error)));
+      return;
+    }
+    out.replaceChildren();
+    const kb = (n) => (n / 1024).toFixed(1) + " KB";
+    const total = result.cards.length;
+    out.appendChild(el("div", "preview-summary", `${total} card${total === 1 ? "" : "s"}`));
+    result.cards.forEach((item, index) => {
+      const section = el("div", "preview-card");
+      section.appendChild(el("div", "preview-card-title", `Card ${index + 1} of ${total}`));
+      const figures = el("div", "budgets");
+      figures.appendChild(budget("bytes", item.bytes, result.limits.bytes, kb));
+      figures.appendChild(budget("components", item.components, result.limits.components));
+      figures.appendChild(budget("tables", item.tables, result.limits.tables));
+      section.appendChild(figures);
+      item.problems.forEach((p) => section.appendChild(
+        el("div", "problem", `Feishu would refuse it: ${p.code} ${p.path} ${p.message}`)));
+      section.appendChild(shared.cardBubble({ message_id: "preview-" + index, content: item.card }));
+      out.appendChild(section);
+    });
+  }
+
+  async function loadSamples() {
+    const samples = await shared.api("/api/samples");
+    const select = $("sample-select");
+    samples.forEach((sample, i) => {
+      const option = el("option", null, sample.title);
+      option.value = String(i);
+      select.appendChild(option);
+    });
+    select.addEventListener("change", () => {
+      const sample = samples[Number(select.value)];
+      if (sample) { $("preview-input").value = sample.markdown; render(); }
+    });
+  }
+
+  // shared: {api(path, body), cardBubble(message)} from app.js.
+  function init(app) {
+    shared = app;
+    $("preview-button").addEventListener("click", render);
+    let timer = null;
+    $("preview-input").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(render, 400);
+    });
+    return loadSamples();
+  }
+
+  global.SandboxPreview = { init };
+})(window);

@@ -1,0 +1,87 @@
+"""Images and files the bot uploaded (``im/v1/images``, ``im/v1/files``, §4.5).
+
+Feishu only accepts ``img_…`` keys it issued itself in cards and image messages, so the
+sandbox remembers every upload: the keys make the card checks exact and the bytes let the
+page draw the images.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from .rules import UPLOAD_INVALID, UPLOAD_TOO_LARGE, Refusal
+
+IMAGE_LIMIT = 10 * 1024 * 1024  # §4.5: ≤ 10 MB, not 0 bytes
+FILE_LIMIT = 30 * 1024 * 1024  # im/v1/files: ≤ 30 MB
+IMAGE_TYPES = frozenset({"message", "avatar"})
+FILE_TYPES = frozenset({"opus", "mp4", "pdf", "doc", "xls", "ppt", "stream"})
+
+# §4.5: JPEG, PNG, WEBP, GIF, TIFF, BMP, ICO — recognised by their first bytes.
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"BM", "image/bmp"),
+    (b"\x00\x00\x01\x00", "image/x-icon"),
+)
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image's MIME type from its magic bytes, or None for what Feishu would refuse."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    return None
+
+
+@dataclass
+class Upload:
+    key: str
+    data: bytes
+    content_type: str
+    name: str = ""
+
+
+@dataclass
+class Uploads:
+    images: dict[str, Upload] = field(default_factory=dict)
+    files: dict[str, Upload] = field(default_factory=dict)
+
+    def add_image(self, image_type: str | None, data: bytes | None) -> Upload | Refusal:
+        if image_type not in IMAGE_TYPES:
+            return Refusal(UPLOAD_INVALID, "image_type must be 'message' or 'avatar'")
+        if not data:
+            return Refusal(UPLOAD_INVALID, "the image is missing or empty")
+        if len(data) > IMAGE_LIMIT:
+            return Refusal(UPLOAD_TOO_LARGE, "the image exceeds 10 MB")
+        mime = sniff_image(data)
+        if mime is None:
+            return Refusal(UPLOAD_INVALID, "the image format is not supported")
+        upload = Upload("img_v3_sbx_" + secrets.token_hex(12), data, mime)
+        self.images[upload.key] = upload
+        return upload
+
+    def add_file(
+        self, file_type: str | None, name: str | None, data: bytes | None
+    ) -> Upload | Refusal:
+        if file_type not in FILE_TYPES:
+            return Refusal(
+                UPLOAD_INVALID, f"file_type must be one of {', '.join(sorted(FILE_TYPES))}"
+            )
+        if not name:
+            return Refusal(UPLOAD_INVALID, "file_name is required")
+        if not data:
+            return Refusal(UPLOAD_INVALID, "the file is missing or empty")
+        if len(data) > FILE_LIMIT:
+            return Refusal(UPLOAD_TOO_LARGE, "the file exceeds 30 MB")
+        upload = Upload(
+            "file_v3_sbx_" + secrets.token_hex(12), data, "application/octet-stream", name
+        )
+        self.files[upload.key] = upload
+        return upload

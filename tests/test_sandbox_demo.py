@@ -1,0 +1,235 @@
+"""``make demo`` end to end: the runner starts the sandbox and a real errbot, the bot answers
+through the sandbox, Ctrl-C stops both; and when Feishu (the sandbox) refuses a card, the
+backend falls back and the user still gets the content."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from lark_cards.render.validate import Limits
+from lark_cards.sandbox.demo import (
+    CORE_PLUGINS,
+    free_port,
+    start_errbot,
+    stop_errbot,
+    wait_healthy,
+    write_config,
+)
+from lark_cards.sandbox.runner import EVENTS_PATH, Sandbox, SandboxConfig
+from lark_cards.sandbox.state import ALICE, BOB, GROUP_CHAT
+from lark_cards.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location("demo_config", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pids_running(needle: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if needle in cmdline and "errbot.cli" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _wait_line(process: subprocess.Popen[str], pattern: str, timeout: float = 90) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no line matching {pattern!r}:\n{''.join(seen)}")
+
+
+def test_the_generated_config_is_a_valid_errbot_config(tmp_path: Path):
+    first = Sandbox(SandboxConfig(port=0, encrypt_key="k1", verification_token="t1"))
+    first.url = "http://127.0.0.1:9000"
+    path = write_config(tmp_path, first, bot_port=8123)
+    config = _load(path)
+    settings = Settings.from_config(config)
+    assert settings.base_url == "http://127.0.0.1:9000"
+    assert (settings.host, settings.port, settings.path) == ("127.0.0.1", 8123, EVENTS_PATH)
+    assert (settings.encrypt_key, settings.verification_token) == ("k1", "t1")
+    assert settings.upload_images is False  # the demo never touches the network
+    assert config.BOT_ADMINS == (ALICE, BOB)
+    assert config.BACKEND == "LarkCards"
+    assert Path(config.BOT_EXTRA_BACKEND_DIR, "lark_cards.plug").is_file()
+    assert "VersionChecker" not in CORE_PLUGINS
+    assert "Webserver" not in CORE_PLUGINS
+    assert path.stat().st_mode & 0o077 == 0  # it holds the secret and the Encrypt Key
+
+
+def test_every_run_gets_fresh_secrets(monkeypatch: pytest.MonkeyPatch):
+    from lark_cards.sandbox import cli, demo
+
+    configs = []
+
+    async def fake_run_demo(config, *, demo_dir, out):
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    assert cli.main(["--demo"]) == 0
+    assert cli.main(["--demo", "--retry-delays", "1,2"]) == 0
+    one, two = configs
+    assert one.encrypt_key
+    assert one.encrypt_key != two.encrypt_key
+    assert one.verification_token != two.verification_token
+    assert one.app_secret != two.app_secret
+    assert one.retry_delays == (15.0, 300.0, 3600.0, 21600.0)  # Feishu's schedule (§1.8)
+    assert two.retry_delays == (1.0, 2.0)
+
+
+def test_the_cli_module_is_light_and_rejects_bad_delays(capsys: pytest.CaptureFixture[str]):
+    code = (
+        "import sys, lark_cards.sandbox.cli; "
+        "print(sorted(m for m in ('aiohttp', 'errbot', 'lark_cards.render') if m in sys.modules))"
+    )
+    light = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert light.stdout.strip() == "[]"
+    from lark_cards.sandbox import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--retry-delays", "soon"])
+    assert "--retry-delays" in capsys.readouterr().err
+
+
+def test_the_sandbox_alone_prints_its_url_and_config_and_stops_on_ctrl_c():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lark_cards.sandbox", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = _wait_line(process, r"Sandbox page: (http://127\.0\.0\.1:\d+/)", timeout=30)
+        assert _wait_line(process, r"(BOT_IDENTITY = \{.*'encrypt_key')", timeout=5)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.e2e
+def test_make_demo_answers_in_the_group_and_ctrl_c_stops_both(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    demo_dir = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lark_cards.sandbox", "--demo", "--port", "0",
+         "--demo-dir", str(demo_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        url = _wait_line(process, r"Open (http://127\.0\.0\.1:\d+)/")
+        assert _pids_running(str(demo_dir)), "errbot is not running"
+
+        async def ask() -> list[dict]:
+            async with aiohttp.ClientSession() as session:
+                text = {"chat_id": GROUP_CHAT, "sender": BOB, "text": "!echo hello sandbox"}
+                async with session.post(url + "/api/send", json=text) as response:
+                    assert response.status == 200
+                for _ in range(150):
+                    async with session.get(url + "/api/updates?since=0&wait=0") as response:
+                        messages = (await response.json())["messages"]
+                    bot = [m for m in messages if m["sender_type"] == "app"]
+                    if bot:
+                        return bot
+                    await asyncio.sleep(0.1)
+            raise AssertionError("the bot did not answer")
+
+        [answer] = asyncio.run(ask())
+        assert answer["msg_type"] == "interactive"
+        assert "hello sandbox" in str(answer["content"])
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
+        assert process.wait(40) == 0
+        assert _pids_running(str(demo_dir)) == []
+        log = (demo_dir / "errbot.log").read_text()
+        assert "Traceback" not in log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+async def strict_feishu(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """A sandbox stricter than the renderer's budgets (one table per card) and a real errbot."""
+    bot_port = free_port()
+    config = SandboxConfig(
+        port=0,
+        bot_url=f"http://127.0.0.1:{bot_port}{EVENTS_PATH}",
+        encrypt_key="strict-encrypt-key",
+        verification_token="strict-token",
+    )
+    sandbox = Sandbox(config)
+    sandbox.platform.card_limits = Limits(max_tables=1)
+    await sandbox.start()
+    process = await start_errbot(write_config(tmp_path, sandbox, bot_port=bot_port), tmp_path)
+    try:
+        assert await wait_healthy(process, f"http://127.0.0.1:{bot_port}/healthz")
+        yield sandbox
+    finally:
+        if process.returncode is None:
+            assert await stop_errbot(process, io.StringIO()) == 0
+        await sandbox.stop()
+
+
+@pytest.mark.e2e
+async def test_when_feishu_refuses_a_card_the_user_still_gets_the_content(strict_feishu: Sandbox):
+    platform = strict_feishu.platform
+    async with aiohttp.ClientSession() as session:
+        text = {"chat_id": GROUP_CHAT, "sender": ALICE, "text": "!render test"}
+        async with session.post(strict_feishu.url + "/api/send", json=text) as response:
+            assert response.status == 200
+    for _ in range(300):
+        delivered = " ".join(str(m.content) for m in platform.messages)
+        if "Second Header" in delivered and "firstName" in delivered:
+            break
+        await asyncio.sleep(0.1)
+    refused = [r.code for _, r in platform.refusals]
+    assert 230099 in refused, refused  # Feishu said no to the two-table card …
+    delivered = " ".join(str(m.content) for m in platform.messages)
+    assert "First Header" in delivered  # … and the content arrived anyway
+    assert "Second Header" in delivered
+    assert "firstName" in delivered
