@@ -15,6 +15,7 @@ from lark_cards.render.validate import validate_card
 FEISHU_CARD_BYTES = 30 * 1024
 # Feishu reads card markdown as CommonMark (+ tables, strike); it knows no {:attr} lists.
 _FEISHU_READER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+_FEISHU_TAGS = re.compile(r"</?(?:font|text_tag)\b[^>]*>")
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -35,7 +36,8 @@ def card_text(cards: list[dict[str, Any]]) -> str:
             for item in value:
                 walk(item, key)
         elif isinstance(value, str) and (key == "content" or re.fullmatch(r"c\d+", key)):
-            found.append(plain_text(SyntaxTreeNode(_FEISHU_READER.parse(value))))
+            shown = _FEISHU_TAGS.sub("", value)  # Feishu draws these tags, it does not print them
+            found.append(plain_text(SyntaxTreeNode(_FEISHU_READER.parse(shown))))
         elif isinstance(value, str) and key not in ("tag", "name", "data_type", "width"):
             found.append(value)
 

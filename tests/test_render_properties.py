@@ -4,7 +4,7 @@ budget and never loses a word."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from render_checks import check_cards, words
 
@@ -43,6 +43,8 @@ SMALL = Budget(max_bytes=3 * 1024, margin=256, max_components=6, max_tables=1)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(FRAGMENTS, min_size=20, max_size=300).map("".join))
+@example("000000000000000000{:color='red'}<br/>")  # found by hypothesis: attr list before <br>
+@example("000000000000000000[x](https://e.com/p?q=1){:color='red'}")  # a coloured link
 def test_every_card_respects_a_tight_budget(markdown):
     cards = render_markdown(markdown, options=RenderOptions(budget=SMALL))
     for card in cards:

@@ -92,7 +92,8 @@ def link(node: SyntaxTreeNode, ctx: RenderContext) -> str:
     url = safe_url(str(node.attrs.get("href", "")))
     if url is None:
         return label
-    return _styled(node, f"[{label or escape(url)}]({url})")
+    # §5.6: link text cannot be coloured, so an attribute list on a link is dropped.
+    return f"[{label or escape(url)}]({url})"
 
 
 def image(node: SyntaxTreeNode, ctx: RenderContext) -> str:
