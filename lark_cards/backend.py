@@ -19,32 +19,39 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
-from errbot.backends.base import ONLINE, Card, Identifier, Message, Person
+from errbot.backends.base import ONLINE, Message, Person
 from errbot.core import ErrBot
 
 from lark_cards.api import LarkAPIError, LarkClient
 from lark_cards.directory import CachedDirectory, LookupUnavailableError
 from lark_cards.events import (
+    CARD_ACTION,
     MESSAGE_RECEIVE,
+    CardAction,
     Envelope,
     EventError,
     MessageReceived,
+    parse_card_action,
     parse_message,
 )
+from lark_cards.files import StreamSender, incoming_file_extras
 from lark_cards.identifiers import LarkPerson, LarkRoom, parse_identifier
-from lark_cards.inbound import to_message
+from lark_cards.inbound import member_callbacks, to_message
+from lark_cards.interactive import ChatKinds, action_message, answer_callback
+from lark_cards.members import MEMBER_EVENTS, parse_member_event
 from lark_cards.outbound import Sender, target_of
+from lark_cards.plugin_api import PluginAPI
+from lark_cards.reactions import REACTION_EVENTS, ReactionBook, reaction_from_event
 from lark_cards.render import (
     Budget,
-    Outgoing,
     RenderOptions,
-    render_card,
     render_reply,
-    render_template,
 )
+from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
 from lark_cards.transport.dedup import TTLSet
 from lark_cards.transport.webhook import create_app
+from lark_cards.updates import Cards
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,7 +62,7 @@ MESSAGE_SIZE_LIMIT = 1_000_000
 BLOCKING_CALL_TIMEOUT = 15.0
 
 
-class LarkCardsBackend(ErrBot):
+class LarkCardsBackend(PluginAPI, ErrBot):
     """Errbot backend for Feishu / Lark that answers with interactive cards."""
 
     def __init__(self, config: Any) -> None:
@@ -85,6 +92,13 @@ class LarkCardsBackend(ErrBot):
         self.directory = CachedDirectory(self._fetch_user, self._fetch_chat)
         LarkPerson.directory = self.directory
         LarkRoom.directory = self.directory
+        self.room_ops = LarkRoomOperations(
+            self._run_request, app_id=self.settings.app_id, remember=self.directory.remember
+        ).install()
+        self.reaction_book = ReactionBook(app_id=self.settings.app_id)
+        self.streams = StreamSender(self._submit, self._send_file)
+        self.cards = Cards(self._submit, self._connected_sender)
+        self.chat_kinds = ChatKinds(self.directory.chat)
 
     def set_message_size_limit(
         self, limit: int = MESSAGE_SIZE_LIMIT, hard_limit: int = MESSAGE_SIZE_LIMIT
@@ -151,7 +165,7 @@ class LarkCardsBackend(ErrBot):
 
     async def _start_server(self) -> web.AppRunner:
         dedup = TTLSet(self.settings.dedup_ttl, self.settings.dedup_max_entries)
-        app = create_app(self.settings, self._dispatch, dedup=dedup)
+        app = create_app(self.settings, self._dispatch, dedup=dedup, respond=answer_callback)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
@@ -188,6 +202,7 @@ class LarkCardsBackend(ErrBot):
     def shutdown(self) -> None:
         self.request_stop()
         self._inbound.shutdown(wait=False, cancel_futures=True)
+        self.streams.close()
         super().shutdown()
 
     def request_stop(self) -> None:
@@ -222,6 +237,10 @@ class LarkCardsBackend(ErrBot):
             raise RuntimeError("blocking Feishu call made on the event loop thread")
         return self._submit(coro).result(timeout)
 
+    def _run_request(self, request: Callable[[LarkClient], Coroutine[Any, Any, Any]]) -> Any:
+        """One Open API request on the loop, from an Errbot thread (for room operations)."""
+        return self._call(request(self._connected_client()))
+
     def _fetch_user(self, open_id: str) -> Mapping[str, Any]:
         return self._lookup(lambda client: client.user_info(open_id))
 
@@ -255,7 +274,17 @@ class LarkCardsBackend(ErrBot):
     def _handle_envelope(self, envelope: Envelope) -> None:
         try:
             if envelope.event_type == MESSAGE_RECEIVE:
-                self._handle_message(parse_message(envelope))
+                self._handle_message(parse_message(envelope), envelope.event.get("message"))
+            elif envelope.event_type == CARD_ACTION:
+                self._handle_card_action(parse_card_action(envelope))
+            elif envelope.event_type in REACTION_EVENTS:
+                reaction = reaction_from_event(
+                    envelope, self.bot_identifier.open_id, bot_app_id=self.settings.app_id
+                )
+                if reaction is not None:
+                    self.callback_reaction(reaction)
+            elif envelope.event_type in MEMBER_EVENTS:
+                member_callbacks(self, parse_member_event(envelope), self.room_ops)
             else:
                 log.debug("Ignoring event type %s (%s)", envelope.event_type, envelope.event_id)
         except EventError as error:
@@ -263,12 +292,24 @@ class LarkCardsBackend(ErrBot):
         except Exception:
             log.exception("Failed to process event %s", envelope.event_id)
 
-    def _handle_message(self, event: MessageReceived) -> None:
+    def _handle_message(self, event: MessageReceived, raw: Any = None) -> None:
+        self.chat_kinds.remember(event.chat_id, event.chat_type)
         msg, people = to_message(event, self.bot_identifier)
+        if isinstance(raw, Mapping):  # images and files: their keys, for download_file
+            msg.extras.update(incoming_file_extras(event.message_type, raw.get("content")))
         log.debug("Message %s from %s", event.message_id, msg.frm)
         self.callback_message(msg)
         if people:
             self.callback_mention(msg, people)
+
+    def _handle_card_action(self, action: CardAction) -> None:
+        """A card click: its {"cmd": ...} runs as the clicker, through ACLs (design.md §3)."""
+        msg = action_message(action, self.bot_identifier, self.chat_kinds)
+        if msg is None:
+            log.info("Card action %s has no command to run", action.event_id)
+            return
+        log.debug("Card action %s from %s: %s", action.event_id, msg.frm, msg.body)
+        self.callback_message(msg)
 
     def is_from_self(self, msg: Message) -> bool:
         return isinstance(msg.frm, LarkPerson) and msg.frm.open_id == self.bot_identifier.open_id
@@ -284,49 +325,6 @@ class LarkCardsBackend(ErrBot):
         images = await sender.image_keys(msg.body)
         items = render_reply(msg.body, images=images, options=sender.options)
         await sender.send_all(target_of(msg), items)
-
-    def send_card(self, card: Card) -> None:
-        """Errbot's ``send_card`` as a native Feishu card: the header takes the title, link
-        and colour, ``fields`` become a key/value grid, the body is rendered markdown."""
-        self._submit_send(self._deliver_card(card), card.to)
-
-    async def _deliver_card(self, card: Card) -> None:
-        sender = self._connected_sender()
-        image_urls = [url for url in (card.image, card.thumbnail) if url]
-        images = {**await sender.image_keys(card.body or ""), **await _keys(sender, image_urls)}
-        items = render_card(
-            body=card.body or "",
-            title=card.title or "",
-            summary_text=card.summary or "",
-            link=card.link,
-            image=card.image,
-            thumbnail=card.thumbnail,
-            color=card.color,
-            fields=tuple(card.fields or ()),
-            images=images,
-            options=sender.options,
-        )
-        await sender.send_all(target_of(card), items)
-
-    def send_template(
-        self,
-        identifier: Identifier,
-        template: str,
-        context: Mapping[str, Any],
-        in_reply_to: Message | None = None,
-    ) -> None:
-        """Send the card made by one of your own templates (``<template>.json.j2`` in
-        ``LARK_CARDS['templates_dir']``) with your own context; for plugins::
-
-            self._bot.send_template(msg.frm, "deploy", {"service": "api"}, in_reply_to=msg)
-        """
-        msg = Message(frm=self.bot_identifier, to=identifier, parent=in_reply_to)
-        self._submit_send(self._deliver_template(msg, template, dict(context)), identifier)
-
-    async def _deliver_template(self, msg: Message, template: str, context: dict[str, Any]) -> None:
-        sender = self._connected_sender()
-        card = render_template(template, context, sender.options)
-        await sender.send_all(target_of(msg), [Outgoing("interactive", card)])
 
     def _submit_send(self, coro: Coroutine[Any, Any, None], to: Any) -> None:
         try:
@@ -376,10 +374,6 @@ class LarkCardsBackend(ErrBot):
         for chat in chats:
             self.directory.remember("chat", chat["chat_id"], chat)
         return [LarkRoom(chat["chat_id"], name=chat.get("name")) for chat in chats]
-
-
-async def _keys(sender: Sender, urls: list[str]) -> Mapping[str, str]:
-    return await sender.images.keys(urls) if sender.images is not None and urls else {}
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

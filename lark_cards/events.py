@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MESSAGE_RECEIVE = "im.message.receive_v1"
+CARD_ACTION = "card.action.trigger"
 
 
 class EventError(ValueError):
@@ -122,6 +123,82 @@ def parse_message(envelope: Envelope) -> MessageReceived:
         parent_id=_opt_str(message.get("parent_id")),
         thread_id=_opt_str(message.get("thread_id")),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CardAction:
+    """A click (or form submit, select…) on a card: ``card.action.trigger`` (§6.1).
+
+    ``value`` is always an object. The component's value may be an object or a string (§6.1);
+    a non-empty string is read as ``{"cmd": value}`` — a card author who wrote a bare string
+    on a button meant it as the command, and the SDKs cannot even build string values (§5.5),
+    so only hand-written cards carry them. Any other value (number, list, null) reads as
+    ``{}``: no command.
+    """
+
+    event_id: str
+    operator_open_id: str
+    value: Mapping[str, Any]
+    tag: str | None = None
+    name: str | None = None
+    form_value: Mapping[str, Any] | None = None
+    open_message_id: str | None = None
+    open_chat_id: str | None = None
+    host: str | None = None
+    token: str | None = None  # delayed-update token: 30 min, at most 2 uses (§4.3)
+    raw: Mapping[str, Any] | None = None  # the whole ``action`` object (option, input_value…)
+
+    @property
+    def command(self) -> str | None:
+        """The command text to run (``value["cmd"]``), or None when the value has none."""
+        cmd = self.value.get("cmd")
+        if not isinstance(cmd, str) or not cmd.strip():
+            return None
+        return cmd.strip()
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The value's other keys: they become the command message's extras (design.md §3)."""
+        return {key: item for key, item in self.value.items() if key != "cmd"}
+
+
+def parse_card_action(envelope: Envelope) -> CardAction:
+    """Read a ``card.action.trigger`` callback (§6.1).
+
+    The card's message and chat ids are in ``event.context``; the legacy top-level
+    ``open_message_id`` / ``open_chat_id`` (§6.2 field names) are read when ``context`` lacks
+    them. Only the operator's ``open_id`` is required: without it nobody can be held to ACLs.
+    """
+    if envelope.event_type != CARD_ACTION:
+        raise EventError(f"not a {CARD_ACTION} event")
+    event = envelope.event
+    operator = _mapping(event, "operator")
+    action = _mapping(event, "action")
+    context = event.get("context")
+    context = context if isinstance(context, Mapping) else {}
+    form_value = action.get("form_value")
+    return CardAction(
+        event_id=envelope.event_id,
+        operator_open_id=_req_str(operator, "open_id"),
+        value=_action_value(action.get("value")),
+        tag=_opt_str(action.get("tag")),
+        name=_opt_str(action.get("name")),
+        form_value=form_value if isinstance(form_value, Mapping) else None,
+        open_message_id=_opt_str(context.get("open_message_id"))
+        or _opt_str(event.get("open_message_id")),
+        open_chat_id=_opt_str(context.get("open_chat_id")) or _opt_str(event.get("open_chat_id")),
+        host=_opt_str(event.get("host")),
+        token=_opt_str(event.get("token")),
+        raw=action,
+    )
+
+
+def _action_value(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, str) and value.strip():
+        return {"cmd": value}
+    return {}
 
 
 def message_id_of(envelope: Envelope) -> str | None:

@@ -16,9 +16,9 @@ Text forms (``str()`` round-trips through ``build_identifier``)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NoReturn, Protocol
 
-from errbot.backends.base import Person, Room, RoomOccupant
+from errbot.backends.base import Person, Room, RoomError, RoomOccupant
 
 
 class Directory(Protocol):
@@ -35,6 +35,69 @@ class _NoDirectory:
 
     def chat(self, chat_id: str) -> Mapping[str, Any]:
         return {}
+
+
+class RoomOperations(Protocol):
+    """What a ``LarkRoom`` asks of Feishu; ``lark_cards.rooms.LarkRoomOperations`` is the real
+    one, installed on the class by the backend like ``directory``."""
+
+    def exists(self, room: LarkRoom) -> bool: ...
+
+    def joined(self, room: LarkRoom) -> bool: ...
+
+    def join(self, room: LarkRoom) -> None: ...
+
+    def leave(self, room: LarkRoom) -> None: ...
+
+    def create(self, room: LarkRoom) -> None: ...
+
+    def destroy(self, room: LarkRoom) -> None: ...
+
+    def topic(self, room: LarkRoom) -> str | None: ...
+
+    def set_topic(self, room: LarkRoom, topic: str) -> None: ...
+
+    def occupants(self, room: LarkRoom) -> list[LarkRoomOccupant]: ...
+
+    def invite(self, room: LarkRoom, *people: Any) -> None: ...
+
+
+class _NoRoomOperations:
+    """Before the backend connects: reads use the directory, changes are refused."""
+
+    def exists(self, room: LarkRoom) -> bool:
+        return bool(room.directory.chat(room.chat_id))
+
+    def joined(self, room: LarkRoom) -> bool:
+        return self.exists(room)
+
+    def join(self, room: LarkRoom) -> None:
+        _not_connected()
+
+    def leave(self, room: LarkRoom) -> None:
+        _not_connected()
+
+    def create(self, room: LarkRoom) -> None:
+        _not_connected()
+
+    def destroy(self, room: LarkRoom) -> None:
+        _not_connected()
+
+    def topic(self, room: LarkRoom) -> str | None:
+        _not_connected()
+
+    def set_topic(self, room: LarkRoom, topic: str) -> None:
+        _not_connected()
+
+    def occupants(self, room: LarkRoom) -> list[LarkRoomOccupant]:
+        _not_connected()
+
+    def invite(self, room: LarkRoom, *people: Any) -> None:
+        _not_connected()
+
+
+def _not_connected() -> NoReturn:
+    raise RoomError("lark-cards is not connected to Feishu")
 
 
 class LarkPerson(Person):
@@ -103,9 +166,14 @@ class LarkPerson(Person):
 
 
 class LarkRoom(Room):
-    """A Feishu group chat, identified by ``chat_id``; its name comes from the chat API."""
+    """A Feishu group chat, identified by ``chat_id``; its name comes from the chat API.
+
+    Errbot's room methods (join, leave, topic, occupants, invite, ...) are delegated to the
+    ``ops`` object the backend installs, so the identifier itself stays a plain value.
+    """
 
     directory: ClassVar[Directory] = _NoDirectory()
+    ops: ClassVar[RoomOperations] = _NoRoomOperations()
 
     def __init__(self, chat_id: str, *, name: str | None = None):
         if not chat_id:
@@ -127,11 +195,38 @@ class LarkRoom(Room):
 
     @property
     def exists(self) -> bool:
-        return bool(self.directory.chat(self._chat_id))
+        return self.ops.exists(self)
 
     @property
     def joined(self) -> bool:
-        return self.exists
+        return self.ops.joined(self)
+
+    def join(self, username: str | None = None, password: str | None = None) -> None:
+        self.ops.join(self)
+
+    def leave(self, reason: str | None = None) -> None:
+        self.ops.leave(self)
+
+    def create(self) -> None:
+        self.ops.create(self)
+
+    def destroy(self) -> None:
+        self.ops.destroy(self)
+
+    @property
+    def topic(self) -> str | None:
+        return self.ops.topic(self)
+
+    @topic.setter
+    def topic(self, topic: str) -> None:
+        self.ops.set_topic(self, topic)
+
+    @property
+    def occupants(self) -> list[LarkRoomOccupant]:
+        return self.ops.occupants(self)
+
+    def invite(self, *args: Any) -> None:
+        self.ops.invite(self, *args)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LarkRoom) and self._chat_id == other._chat_id

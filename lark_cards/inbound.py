@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from errbot.backends.base import Message
+from errbot.core import ErrBot
 
 from lark_cards.events import MessageReceived, resolve_mentions
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
+from lark_cards.members import MemberChange
+from lark_cards.rooms import LarkRoomOperations
 
 
 def to_message(event: MessageReceived, bot: LarkPerson) -> tuple[Message, list[LarkPerson]]:
@@ -41,3 +44,24 @@ def extras(event: MessageReceived) -> dict[str, Any]:
         "root_id": event.root_id,
         "thread_id": event.thread_id,
     }
+
+
+def member_callbacks(bot: ErrBot, change: MemberChange, room_ops: LarkRoomOperations) -> None:
+    """Errbot's room callbacks for a Feishu membership event (bot or users added/removed)."""
+    room = LarkRoom(change.chat_id, name=change.chat_name)
+    operator = LarkPerson(change.operator_open_id) if change.operator_open_id else None
+    if change.about_bot:
+        room_ops.note_joined(change.chat_id, change.joined)
+        if change.joined:
+            bot.callback_room_joined(room, invited_by=operator)
+        else:
+            bot.callback_room_left(room, kicked_by=operator)
+        return
+    room_ops.forget(change.chat_id)
+    for open_id, name in change.users:
+        who = LarkRoomOccupant(open_id, room, name=name)
+        if change.joined:
+            bot.callback_room_joined(room, who, invited_by=operator)
+        else:
+            kicker = operator if operator is not None and operator.open_id != open_id else None
+            bot.callback_room_left(room, who, kicked_by=kicker)

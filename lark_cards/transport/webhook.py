@@ -11,6 +11,9 @@ a parsed callback or :class:`Rejected` out); the request handler is a thin trans
 3. envelope shape, then the Verification Token in constant time (§1.5);
 4. challenge → echo it; event → dedup on event id and message id (§1.8) → 200, and dispatch
    is scheduled off the request so the 3 s ack deadline (§1.8) never waits for a command.
+5. card callbacks (``card.action.trigger``, §6.1) get the same checks, but their 200 carries a
+   real answer (a toast, maybe a card) built by ``respond`` inside the request; a retry of a
+   callback already seen gets the same answer and is not dispatched again.
 
 Every failure is a JSON ``{"error": ...}`` 4xx; no input is meant to produce a 5xx.
 """
@@ -27,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from lark_cards.events import (
+    CARD_ACTION,
     MESSAGE_RECEIVE,
     Envelope,
     EventError,
@@ -65,6 +69,8 @@ SIGNATURE_HEADER = "X-Lark-Signature"
 _SIGNATURE_HEADERS = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 Callback = UrlVerification | Envelope
+# Builds a card callback's answer body (§6.1); runs on the loop inside the request.
+Respond = Callable[[Envelope], Mapping[str, Any] | None]
 
 
 class Rejected(Exception):
@@ -189,11 +195,13 @@ class _EventHandler:
         dispatch: Callable[[Envelope], None],
         dedup: DedupStore,
         clock: Callable[[], float],
+        respond: Respond | None = None,
     ) -> None:
         self._settings = settings
         self._dispatch = dispatch
         self._dedup = dedup
         self._clock = clock
+        self._respond = respond
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()  # over client_max_size → HTTPRequestEntityTooLarge → 413
@@ -205,12 +213,29 @@ class _EventHandler:
             return _error(exc.status, exc.reason)
         if isinstance(callback, UrlVerification):
             return web.json_response({"challenge": callback.challenge})
-        if self._dedup.seen(*dedup_keys(callback)):
+        duplicate = self._dedup.seen(*dedup_keys(callback))
+        if duplicate:
             log.debug("duplicate event %s (%s)", callback.event_id, callback.event_type)
-            return web.json_response({"msg": "duplicate"})
-        # Ack first, work later (§1.8): dispatch runs on a later loop iteration, not in here.
-        asyncio.get_running_loop().call_soon(self._run_dispatch, callback)
-        return web.json_response({"msg": "ok"})
+        else:
+            # Ack first, work later (§1.8): dispatch runs on a later loop iteration.
+            asyncio.get_running_loop().call_soon(self._run_dispatch, callback)
+        if callback.event_type == CARD_ACTION:
+            # The clicker waits for this body (§6.1): a retry gets the same answer, since
+            # the first one may be what got lost.
+            return web.json_response(self._answer(callback))
+        return web.json_response({"msg": "duplicate" if duplicate else "ok"})
+
+    def _answer(self, envelope: Envelope) -> dict[str, Any]:
+        if self._respond is None:
+            return {}  # §6.1: an empty object keeps the card as it is
+        try:
+            answer = dict(self._respond(envelope) or {})
+            json.dumps(answer)  # a body we cannot serialise would be a 500
+        except Exception:
+            # Feishu shows 200672 for a bad body; an empty answer still acknowledges the click.
+            log.exception("respond failed for card callback %s", envelope.event_id)
+            return {}
+        return answer
 
     def _run_dispatch(self, envelope: Envelope) -> None:
         try:
@@ -257,6 +282,7 @@ def create_app(
     *,
     dedup: DedupStore | None = None,
     clock: Callable[[], float] = time.time,
+    respond: Respond | None = None,
 ) -> web.Application:
     """Build the webhook app: ``POST settings.path`` for events, ``GET /healthz``.
 
@@ -264,6 +290,12 @@ def create_app(
     returns); it is called once per new event, after the ack is decided. ``dedup`` defaults to
     an in-memory :class:`TTLSet` sized from settings (8 h TTL ≥ Feishu's 7.1 h retry window,
     §1.8). ``clock`` is wall time because it is compared with Feishu's timestamps.
+
+    ``respond`` answers card callbacks (``card.action.trigger``): it gets every verified
+    callback, retries included, and returns the JSON body Feishu shows the clicker
+    (``{"toast": {...}, "card": {...}}``, §6.1; None → ``{}``). It runs inside the request on
+    the loop, so it must be fast and must not block; since a retry calls it again, it should
+    be a pure function of the envelope. The callback is still dispatched, once.
     """
     if dedup is None:
         dedup = TTLSet(settings.dedup_ttl, settings.dedup_max_entries)
@@ -276,6 +308,7 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_json_errors])
     app[SETTINGS_KEY] = settings
     app[DEDUP_KEY] = dedup
-    app.router.add_post(settings.path, _EventHandler(settings, dispatch, dedup, clock).handle)
+    handler = _EventHandler(settings, dispatch, dedup, clock, respond)
+    app.router.add_post(settings.path, handler.handle)
     app.router.add_get("/healthz", _healthz)
     return app
