@@ -39,7 +39,7 @@ from lark_cards.identifiers import LarkPerson, LarkRoom, parse_identifier
 from lark_cards.inbound import member_callbacks, to_message
 from lark_cards.interactive import ChatKinds, action_message, answer_callback
 from lark_cards.members import MEMBER_EVENTS, parse_member_event
-from lark_cards.outbound import Sender, target_of
+from lark_cards.outbound import Sender, card_to_replace, target_of
 from lark_cards.plugin_api import PluginAPI
 from lark_cards.reactions import REACTION_EVENTS, ReactionBook, reaction_from_event
 from lark_cards.render import (
@@ -51,7 +51,7 @@ from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
 from lark_cards.transport.dedup import TTLSet
 from lark_cards.transport.webhook import create_app
-from lark_cards.updates import Cards
+from lark_cards.updates import CardExpiredError, Cards
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -324,7 +324,16 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         sender = self._connected_sender()
         images = await sender.image_keys(msg.body)
         items = render_reply(msg.body, images=images, options=sender.options)
-        await sender.send_all(target_of(msg), items)
+        target = target_of(msg)
+        card_id = card_to_replace(msg, target)
+        if card_id is not None and items and items[0].msg_type == "interactive":
+            # A button whose value says "replace": the answer takes the clicked card's place.
+            try:
+                await self.cards.patcher().patch(card_id, items[0].content)
+                items = items[1:]
+            except (LarkAPIError, CardExpiredError) as error:
+                log.warning("Cannot replace card %s (%s); replying under it", card_id, error)
+        await sender.send_all(target, items)
 
     def _submit_send(self, coro: Coroutine[Any, Any, None], to: Any) -> None:
         try:

@@ -47,6 +47,17 @@ def target_of(msg: Message) -> Target:
     )
 
 
+def card_to_replace(msg: Message, target: Target) -> str | None:
+    """The card a reply should replace: set when the clicked button's value had
+    ``"replace": true`` (the click's message carries it in its extras)."""
+    parent = msg.parent
+    extras: Mapping[str, Any] = (parent.extras or {}) if parent is not None else {}
+    card_id = extras.get("card_message_id")
+    if extras.get("replace") and card_id and target.reply_to == card_id:
+        return str(card_id)
+    return None
+
+
 def _reply_target(msg: Message) -> str | None:
     """The message id to reply to, when the reply goes back into the question's chat."""
     parent = msg.parent

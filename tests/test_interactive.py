@@ -511,3 +511,17 @@ def test_anyone_may_deny_and_a_denied_request_cannot_be_approved(errbot: LarkCar
     errbot._handle_envelope(parse_callback(click(request_id, ADMIN, event_id="e6")))  # type: ignore[arg-type]
     assert client is settle(errbot, 1)
     assert client.texts() == [f"There is no pending deploy request `{request_id}`."]
+
+
+def test_a_button_may_ask_for_its_answer_to_replace_the_card(errbot: LarkCardsBackend) -> None:
+    request_id = ask_for_deploy(errbot)
+    deny = click(request_id, ALICE, event_id="e7")
+    deny["event"]["action"]["value"] = {"cmd": f"!deny {request_id}", "replace": True}
+    errbot._handle_envelope(parse_callback(deny))  # type: ignore[arg-type]
+    client = settle(errbot, 2)
+    patched = [(target, content) for kind, target, content in client.calls if kind == "PATCH"]
+    answer = [
+        content for target, content in patched if target == CARD and "denied." in str(content)
+    ]
+    assert answer, client.calls  # the command's answer took the clicked card's place
+    assert "Deploy of **prod** denied." not in client.texts("reply")
