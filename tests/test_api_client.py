@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import json
 import logging
 import pickle
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import SimpleNamespace
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from unittest import mock
 
 import aiohttp
 import pytest
@@ -52,27 +48,9 @@ def fake() -> FakeTime:
     return FakeTime()
 
 
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` argument that
-    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply a finished writer."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-_NEEDS_COMPAT = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
-
-
 @pytest.fixture
-def m() -> Iterator[aioresponses]:
-    with (
-        mock.patch("aioresponses.core.ClientResponse", _CompatResponse)
-        if _NEEDS_COMPAT
-        else contextlib.nullcontext(),
-        aioresponses() as mocked,
-    ):
-        yield mocked
+def m(api_mock: aioresponses) -> aioresponses:
+    return api_mock
 
 
 def make_client(fake: FakeTime, **kwargs: Any) -> LarkClient:

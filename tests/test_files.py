@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import io
 import json
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
 import aiohttp
 import pytest
@@ -24,7 +20,6 @@ from errbot.backends.base import (
     STREAM_TRANSFER_IN_PROGRESS,
     Message,
 )
-from yarl import URL
 
 from lark_cards.api import LarkAPIError, LarkClient
 from lark_cards.events import parse_callback
@@ -52,28 +47,10 @@ SENT = {"code": 0, "msg": "success", "data": {"message_id": "om_sent"}}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` argument that
-    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply a finished writer."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-_NEEDS_COMPAT = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
-
-
 @pytest.fixture
-def m() -> Iterator[aioresponses]:
-    with (
-        mock.patch("aioresponses.core.ClientResponse", _CompatResponse)
-        if _NEEDS_COMPAT
-        else contextlib.nullcontext(),
-        aioresponses() as mocked,
-    ):
-        mocked.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
-        yield mocked
+def m(api_mock: aioresponses) -> aioresponses:
+    api_mock.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
+    return api_mock
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import email.parser
 import email.policy
-import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -35,27 +34,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 KEY = "img_v3_0a1b2c3d-load"
 
 
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` argument that
-    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply a finished writer."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-_NEEDS_COMPAT = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
-
-
 @pytest.fixture
-def m() -> Iterator[aioresponses]:
-    with (
-        mock.patch("aioresponses.core.ClientResponse", _CompatResponse)
-        if _NEEDS_COMPAT
-        else contextlib.nullcontext(),
-        aioresponses() as mocked,
-    ):
-        yield mocked
+def m(api_mock: aioresponses) -> aioresponses:
+    return api_mock
 
 
 @pytest.fixture

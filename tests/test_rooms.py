@@ -7,23 +7,17 @@ reach a LarkClient running on a loop in another thread, exactly as the backend d
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import json
 import pickle
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
-import aiohttp
 import pytest
 from aioresponses import aioresponses
 from errbot.backends.base import RoomDoesNotExistError, RoomError, RoomNotJoinedError
-from yarl import URL
 
 from lark_cards.api import LarkClient
 from lark_cards.api import chats as api
@@ -43,28 +37,10 @@ TOKEN = {"code": 0, "msg": "ok", "tenant_access_token": "t-1", "expire": 7200}
 OK: dict[str, Any] = {"code": 0, "msg": "success", "data": {}}
 
 
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` argument that
-    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply a finished writer."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-_NEEDS_COMPAT = "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
-
-
 @pytest.fixture
-def m() -> Iterator[aioresponses]:
-    with (
-        mock.patch("aioresponses.core.ClientResponse", _CompatResponse)
-        if _NEEDS_COMPAT
-        else contextlib.nullcontext(),
-        aioresponses() as mocked,
-    ):
-        mocked.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
-        yield mocked
+def m(api_mock: aioresponses) -> aioresponses:
+    api_mock.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
+    return api_mock
 
 
 @pytest.fixture
