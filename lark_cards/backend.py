@@ -43,7 +43,6 @@ from lark_cards.outbound import Sender, card_to_replace, target_of
 from lark_cards.plugin_api import PluginAPI
 from lark_cards.reactions import REACTION_EVENTS, ReactionBook, reaction_from_event
 from lark_cards.render import (
-    Budget,
     RenderOptions,
     render_reply,
 )
@@ -75,16 +74,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         self.bot_identifier = LarkPerson(self.settings.app_id)
         self.client: LarkClient | None = None
         self.sender: Sender | None = None
-        self.render_options = RenderOptions(
-            budget=Budget(
-                max_bytes=self.settings.max_card_bytes,
-                max_components=self.settings.max_components,
-                max_tables=self.settings.max_tables,
-            ),
-            table_page_size=self.settings.table_page_size,
-            mode=self.settings.render_mode,
-            templates_dir=self.settings.templates_dir,
-        )
+        self.render_options = RenderOptions.from_settings(self.settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,15 +115,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
     async def _serve(self) -> bool:
         self._stop = asyncio.Event()
         signals = self._install_signal_handlers(self._stop)
-        client = LarkClient(
-            app_id=self.settings.app_id,
-            app_secret=self.settings.app_secret,
-            base_url=self.settings.base_url,
-            timeout=self.settings.request_timeout,
-            chat_qps=self.settings.chat_qps,
-            app_qps=self.settings.app_qps,
-            max_retries=self.settings.max_retries,
-        )
+        client = LarkClient.from_settings(self.settings)
         await client.start()
         self.client = client
         self.sender = Sender(client, self.render_options, upload_images=self.settings.upload_images)

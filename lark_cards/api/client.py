@@ -19,13 +19,16 @@ import random
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
 from .errors import NO_FEISHU_CODE, RETRYABLE, TOKEN_INVALID, LarkAPIError, decode_response
 from .ratelimit import Clock, KeyedLock, KeyedRateLimiter, RateLimiter, Sleep
+
+if TYPE_CHECKING:
+    from lark_cards.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,19 @@ class LarkClient:
         self._app_limiter = RateLimiter(app_qps, clock=clock, sleep=sleep)
         self._chat_limiter = KeyedRateLimiter(chat_qps, clock=clock, sleep=sleep)
         self._chat_order = KeyedLock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LarkClient:
+        """The client for the app and limits in ``BOT_IDENTITY`` / ``LARK_CARDS``."""
+        return cls(
+            app_id=settings.app_id,
+            app_secret=settings.app_secret,
+            base_url=settings.base_url,
+            timeout=settings.request_timeout,
+            chat_qps=settings.chat_qps,
+            app_qps=settings.app_qps,
+            max_retries=settings.max_retries,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

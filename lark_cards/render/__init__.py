@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markdown_it.tree import SyntaxTreeNode
 
@@ -28,6 +28,9 @@ from lark_cards.render.parser import parse
 from lark_cards.render.pieces import Piece, wire_size
 from lark_cards.render.templates import CardTemplates, header_color
 from lark_cards.render.validate import count_components
+
+if TYPE_CHECKING:
+    from lark_cards.settings import Settings
 
 __all__ = [
     "Budget",
@@ -52,6 +55,21 @@ class RenderOptions:
     table_page_size: int = 10
     mode: str = "card"  # "auto": replies without any markdown go as plain text messages
     templates_dir: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RenderOptions:
+        """The options ``LARK_CARDS`` sets (budgets, page size, mode, templates)."""
+        budget = Budget(
+            max_bytes=settings.max_card_bytes,
+            max_components=settings.max_components,
+            max_tables=settings.max_tables,
+        )
+        return cls(
+            budget=budget,
+            table_page_size=settings.table_page_size,
+            mode=settings.render_mode,
+            templates_dir=settings.templates_dir,
+        )
 
 
 @dataclass(frozen=True)
