@@ -118,6 +118,12 @@ def _identity(identity: Mapping[str, Any]) -> dict[str, Any]:
     }
     if values["mode"] not in MODES:
         raise ConfigError(f"BOT_IDENTITY['mode'] must be one of {', '.join(MODES)}")
+    if values["mode"] == "websocket":
+        # Better a clear stop than a bot that silently listens for webhooks instead.
+        raise ConfigError(
+            "BOT_IDENTITY['mode'] 'websocket' (long connection) is not available in this "
+            "version yet; use 'webhook'"
+        )
     port = values["port"]
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError("BOT_IDENTITY['port'] must be an integer from 0 to 65535")

@@ -48,6 +48,7 @@ def test_domain_resolves_to_a_base_url(domain, url):
         ({"domain": "ftp://x"}, "domain"),
         ({"domain": "open.feishu.cn"}, "domain"),
         ({"mode": "polling"}, "mode"),
+        ({"mode": "websocket"}, "mode"),
         ({"port": "8080"}, "port"),
         ({"port": 70000}, "port"),
         ({"port": True}, "port"),
