@@ -82,7 +82,9 @@ def test_the_generated_config_is_a_valid_errbot_config(tmp_path: Path):
     assert (settings.host, settings.port, settings.path) == ("127.0.0.1", 8123, EVENTS_PATH)
     assert (settings.encrypt_key, settings.verification_token) == ("k1", "t1")
     assert settings.upload_images is False  # the demo never touches the network
-    assert config.BOT_ADMINS == (ALICE, BOB)
+    assert config.BOT_ADMINS == (ALICE,)  # Bob is not: the demo shows a refused click
+    assert Path(config.BOT_EXTRA_PLUGIN_DIR, "approval", "approval.plug").is_file()
+    assert config.ACCESS_CONTROLS == {"Approval:approve": {"allowmuc": True}}
     assert config.BACKEND == "LarkCards"
     assert Path(config.BOT_EXTRA_BACKEND_DIR, "lark_cards.plug").is_file()
     assert "VersionChecker" not in CORE_PLUGINS

@@ -1,10 +1,11 @@
 """``make demo``: the sandbox plus a real ``errbot`` process with the LarkCards backend.
 
 A config is generated in a gitignored ``demo/`` directory on every run (fresh random app
-secret, Encrypt Key and Verification Token; the simulated users as ``BOT_ADMINS``; only core
-plugins that never touch the network), errbot is started the way a user starts it
-(``python -m errbot.cli -c demo/config.py``, the backend loaded from the clone root through
-``BOT_EXTRA_BACKEND_DIR``), and Ctrl-C stops errbot first, then the sandbox.
+secret, Encrypt Key and Verification Token; Alice as the only bot admin, so a click by Bob on
+an admin-only button is refused; only core plugins that never touch the network, plus the
+sample ``plugins/approval`` with ``!approve`` allowed from the group), errbot is started the
+way a user starts it (``python -m errbot.cli -c demo/config.py``, the backend loaded from the
+clone root through ``BOT_EXTRA_BACKEND_DIR``), and Ctrl-C stops errbot first, then the sandbox.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from typing import TextIO
 import aiohttp
 
 from .runner import EVENTS_PATH, Sandbox, SandboxConfig, first_of, say, stop_on_signals
-from .state import ALICE, BOB
+from .state import ALICE
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone: lark_cards.plug sits here
+PLUGINS = ROOT / "plugins"  # the sample plugins (plugins/approval: Approve / Deny buttons)
+ADMINS = (ALICE,)  # Bob is not a bot admin: his click on Approve is refused by Errbot's ACLs
+# Errbot runs admin-only commands in direct messages only; the Approve button is in the group.
+ACCESS_CONTROLS = {"Approval:approve": {"allowmuc": True}}
 CORE_PLUGINS = (
     "ACLs",
     "Backup",
@@ -46,11 +51,12 @@ import logging
 BACKEND = "LarkCards"
 BOT_EXTRA_BACKEND_DIR = {root!r}
 BOT_DATA_DIR = {data!r}
-BOT_EXTRA_PLUGIN_DIR = None
+BOT_EXTRA_PLUGIN_DIR = {plugin_dir!r}
 BOT_LOG_FILE = {log!r}
 BOT_LOG_LEVEL = logging.INFO
 BOT_ADMINS = {admins!r}
 CORE_PLUGINS = {plugins!r}
+ACCESS_CONTROLS = {acls!r}
 BOT_PLUGIN_INDEXES = ()
 STORAGE = "Memory"
 # The demo never touches the network: image URLs in replies stay links (set True to upload).
@@ -74,8 +80,10 @@ def write_config(demo_dir: Path, sandbox: Sandbox, *, bot_port: int) -> Path:
             root=str(ROOT),
             data=str(demo_dir / "data"),
             log=str(demo_dir / "errbot.log"),
-            admins=(ALICE, BOB),
+            plugin_dir=str(PLUGINS),
+            admins=ADMINS,
             plugins=CORE_PLUGINS,
+            acls=ACCESS_CONTROLS,
             identity=sandbox.bot_identity(port=bot_port),
         )
     )
