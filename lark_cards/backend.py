@@ -23,6 +23,7 @@ from errbot.backends.base import ONLINE, Message, Person
 from errbot.core import ErrBot
 
 from lark_cards.api import LarkAPIError, LarkClient
+from lark_cards.bridge import LoopBridge, running_loop
 from lark_cards.directory import CachedDirectory, LookupUnavailableError
 from lark_cards.events import (
     CARD_ACTION,
@@ -37,15 +38,12 @@ from lark_cards.events import (
 from lark_cards.files import StreamSender, incoming_file_extras
 from lark_cards.identifiers import LarkPerson, LarkRoom, parse_identifier
 from lark_cards.inbound import member_callbacks, to_message
-from lark_cards.interactive import ChatKinds, action_message, answer_callback
+from lark_cards.interactive import ChatKinds, action_message, answer_callback, command_allowed
 from lark_cards.members import MEMBER_EVENTS, parse_member_event
 from lark_cards.outbound import Sender, card_to_replace, target_of
 from lark_cards.plugin_api import PluginAPI
 from lark_cards.reactions import REACTION_EVENTS, ReactionBook, reaction_from_event
-from lark_cards.render import (
-    RenderOptions,
-    render_reply,
-)
+from lark_cards.render import Outgoing, RenderOptions, render_reply
 from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
 from lark_cards.transport.dedup import TTLSet
@@ -58,10 +56,9 @@ T = TypeVar("T")
 # Errbot slices raw markdown every MESSAGE_SIZE_LIMIT characters before send_message sees it,
 # which cuts code blocks and tables in half; the renderer splits structurally instead.
 MESSAGE_SIZE_LIMIT = 1_000_000
-BLOCKING_CALL_TIMEOUT = 15.0
 
 
-class LarkCardsBackend(PluginAPI, ErrBot):
+class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
     """Errbot backend for Feishu / Lark that answers with interactive cards."""
 
     def __init__(self, config: Any) -> None:
@@ -136,9 +133,9 @@ class LarkCardsBackend(PluginAPI, ErrBot):
             log.error("lark-cards: cannot serve: %s", error)
             return False
         finally:
-            await self._drain()
             if runner is not None:
-                await runner.cleanup()
+                await runner.cleanup()  # first stop acking: an acked event is never dropped
+            await self._drain()
             await self.sender.close()
             await client.close()
             self.client = self.sender = None
@@ -171,15 +168,22 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         return [signal.SIGINT, signal.SIGTERM]
 
     async def _drain(self) -> None:
-        """Give pending sends a bounded time to finish, then cancel what is left."""
-        pending = {task for task in self._tasks if not task.done()}
-        if pending:
+        """Let acked events reach Errbot and pending sends finish, within one bounded time;
+        then cancel what is left. Sends started meanwhile (answers to those events) are
+        waited for too, until the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
+        inbound = asyncio.wrap_future(self._inbound.submit(lambda: None))  # FIFO: all before it
+        await asyncio.wait([inbound], timeout=self.settings.shutdown_timeout)
+        while pending := {task for task in self._tasks if not task.done()}:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                for task in pending:
+                    task.cancel()
+                log.warning("Dropped %d send(s) still pending at shutdown", len(pending))
+                return
             log.info("Waiting for %d pending send(s)", len(pending))
-            _, late = await asyncio.wait(pending, timeout=self.settings.shutdown_timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("Dropped %d send(s) still pending at shutdown", len(late))
+            await asyncio.wait(pending, timeout=remaining)
 
     def shutdown(self) -> None:
         self.request_stop()
@@ -195,30 +199,6 @@ class LarkCardsBackend(PluginAPI, ErrBot):
 
     # ----- crossing between Errbot's threads and the loop ---------------------------------------
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            coro.close()
-            raise RuntimeError("lark-cards is not connected")
-        return asyncio.run_coroutine_threadsafe(self._tracked(coro), loop)
-
-    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            return await coro
-        finally:
-            self._tasks.discard(task)
-
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = BLOCKING_CALL_TIMEOUT) -> T:
-        """Run ``coro`` on the loop and wait for it; only from a thread other than the loop's."""
-        loop = self._loop
-        if loop is not None and _running_loop() is loop:
-            coro.close()
-            raise RuntimeError("blocking Feishu call made on the event loop thread")
-        return self._submit(coro).result(timeout)
-
     def _run_request(self, request: Callable[[LarkClient], Coroutine[Any, Any, Any]]) -> Any:
         """One Open API request on the loop, from an Errbot thread (for room operations)."""
         return self._call(request(self._connected_client()))
@@ -233,7 +213,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         self, request: Callable[[LarkClient], Coroutine[Any, Any, dict[str, Any]]]
     ) -> Mapping[str, Any]:
         client, loop = self.client, self._loop
-        if client is None or loop is None or _running_loop() is loop:
+        if client is None or loop is None or running_loop() is loop:
             raise LookupUnavailableError  # never block the loop on a profile lookup
         return self._call(request(client))
 
@@ -291,6 +271,8 @@ class LarkCardsBackend(PluginAPI, ErrBot):
             log.info("Card action %s has no command to run", action.event_id)
             return
         log.debug("Card action %s from %s: %s", action.event_id, msg.frm, msg.body)
+        if msg.extras.get("replace") and not command_allowed(self, msg):
+            msg.extras["replace"] = False  # a refusal goes under the card, never over it
         self.callback_message(msg)
 
     def is_from_self(self, msg: Message) -> bool:
@@ -304,26 +286,31 @@ class LarkCardsBackend(PluginAPI, ErrBot):
 
     async def _deliver(self, msg: Message) -> None:
         sender = self._connected_sender()
-        images = await sender.image_keys(msg.body)
-        items = render_reply(msg.body, images=images, options=sender.options)
         target = target_of(msg)
-        card_id = card_to_replace(msg, target)
-        if card_id is not None and items and items[0].msg_type == "interactive":
-            # A button whose value says "replace": the answer takes the clicked card's place.
-            try:
-                await self.cards.patcher().patch(card_id, items[0].content)
-                items = items[1:]
-            except (LarkAPIError, CardExpiredError) as error:
-                log.warning("Cannot replace card %s (%s); replying under it", card_id, error)
-        await sender.send_all(target, items)
+        async with sender.in_order(target):
+            images = await sender.image_keys(msg.body)
+            mention = msg.extras.get("mention")
+            # Rendering is pure CPU work: off the loop, so acks and other sends never wait.
+            items = await asyncio.to_thread(
+                render_reply, msg.body, images=images, options=sender.options, mention=mention
+            )
+            card_id = card_to_replace(msg, target)
+            if card_id is not None and items and items[0].msg_type == "interactive":
+                items = await self._replace_card(msg, card_id, items)
+            await sender.send_all(target, items)
 
-    def _submit_send(self, coro: Coroutine[Any, Any, None], to: Any) -> None:
+    async def _replace_card(
+        self, msg: Message, card_id: str, items: list[Outgoing]
+    ) -> list[Outgoing]:
+        """A button whose value said "replace": the command's first answer takes the clicked
+        card's place (later answers go under it); on failure everything goes under it."""
         try:
-            future = self._submit(coro)
-        except RuntimeError as error:
-            log.error("Cannot send to %s: %s", to, error)
-            return
-        future.add_done_callback(_log_failure)
+            await self.cards.patcher().patch(card_id, items[0].content)
+        except (LarkAPIError, CardExpiredError) as error:
+            log.warning("Cannot replace card %s (%s); replying under it", card_id, error)
+            return items
+        msg.parent.extras["replace"] = False
+        return items[1:]
 
     def build_reply(
         self, msg: Message, text: str | None = None, private: bool = False, threaded: bool = False
@@ -342,8 +329,10 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         return reply
 
     def prefix_groupchat_reply(self, message: Message, identifier: Person) -> None:
+        """Mention the asker: a real Feishu mention on its own line above the reply, added by
+        the renderer (mention tags inside the reply's own text are shown as text)."""
         super().prefix_groupchat_reply(message, identifier)
-        message.body = f"<at id={identifier.person}></at> {message.body}"
+        message.extras["mention"] = identifier.person
 
     def change_presence(self, status: str = ONLINE, message: str = "") -> None:
         log.debug("Feishu bots have no presence; ignoring change to %s", status)
@@ -365,17 +354,3 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         for chat in chats:
             self.directory.remember("chat", chat["chat_id"], chat)
         return [LarkRoom(chat["chat_id"], name=chat.get("name")) for chat in chats]
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _log_failure(future: concurrent.futures.Future[Any]) -> None:
-    if future.cancelled():
-        log.warning("A send was cancelled at shutdown")
-    elif (error := future.exception()) is not None:
-        log.error("Sending failed: %s", error)

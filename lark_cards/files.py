@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 FILES_PATH = "/open-apis/im/v1/files"
 MAX_FILE_BYTES = 30 * 1024 * 1024
 MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
+# One upload attempt (the client's own timeout, 10 s, is meant for JSON calls): 30 MB in two
+# minutes needs ~2 Mbit/s. UPLOAD_TIMEOUT is how long a stream waits for the whole send.
+UPLOAD_REQUEST_TIMEOUT = 120.0
 UPLOAD_TIMEOUT = 300.0
 DOWNLOAD_TIMEOUT = 120.0
 
@@ -81,7 +84,9 @@ async def upload_file(client: LarkClient, data: bytes, name: str, kind: str | No
     form.add_field("file_type", kind or file_type(name))
     form.add_field("file_name", name)
     form.add_field("file", data, filename=name, content_type="application/octet-stream")
-    body = await client.request("POST", FILES_PATH, data=form)
+    body = await client.request(
+        "POST", FILES_PATH, data=form, timeout=aiohttp.ClientTimeout(total=UPLOAD_REQUEST_TIMEOUT)
+    )
     key = (body.get("data") or {}).get("file_key")
     if not isinstance(key, str) or not key:
         raise ValueError("upload answered without a file_key")
@@ -158,7 +163,11 @@ class StreamSender:
                 raise ValueError(f"{len(data)} bytes: Feishu takes 1 B to 30 MB")
             stream.ack_data(len(data))
             future = self._submit(self._send(target, data, stream.name, stream.stream_type))
-            future.result(self._timeout)
+            try:
+                future.result(self._timeout)
+            except TimeoutError:
+                future.cancel()  # the stream says "error": the file must not arrive later
+                raise
         except Exception as error:  # every failure ends the stream in "error", never hangs
             log.error("Sending %s to %s failed: %s", stream.name, stream.identifier, error)
             stream.error(str(error) or type(error).__name__)
@@ -248,7 +257,13 @@ async def download_resource(
     try:
         headers = {"Authorization": f"Bearer {token}"}
         async with http.get(url, params={"type": kind}, headers=headers) as resp:
-            data = await resp.content.read(max_bytes + 1)
+            # read(n) returns only what is buffered, so a big body would come back cut short.
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > max_bytes:
+                    break
+            data = bytes(body)
             status, resp_headers = resp.status, resp.headers
     finally:
         if own:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from errbot.backends.base import Message
+from errbot.core import ErrBot
 
 from lark_cards.events import CardAction, Envelope, EventError, parse_card_action
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
@@ -209,3 +210,22 @@ def action_message(
     if action.open_message_id:
         msg.parent = Message(frm=bot, to=msg.to, extras=dict(ids))
     return msg
+
+
+def command_allowed(bot: ErrBot, msg: Message) -> bool:
+    """Would Errbot let ``msg``'s sender run its command here? A dry run of Errbot's own
+    command filters (the ACLs), used before letting a click's answer replace the card — a
+    refusal must never wipe a card everyone else still needs."""
+    text = msg.body.strip()
+    prefixes = (bot.bot_config.BOT_PREFIX, *bot.bot_config.BOT_ALT_PREFIXES)
+    prefix = next((p for p in prefixes if p and text.startswith(p)), None)
+    if prefix is None:
+        return False
+    words = text[len(prefix) :].split()
+    for count in range(len(words), 0, -1):  # Errbot's longest-match over "word_word" names
+        command = "_".join(words[:count])
+        if command in bot.commands:
+            args = " ".join(words[count:])
+            allowed, _, _ = bot._process_command_filters(msg, command, args, dry_run=True)
+            return allowed is not None
+    return False

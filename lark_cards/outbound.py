@@ -8,14 +8,16 @@ plain text — the user always gets the answer, and the log says what happened.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from errbot.backends.base import Message, Room
 
-from lark_cards.api import CARD_REJECTED, LarkAPIError, LarkClient
+from lark_cards.api import CARD_REJECTED, KeyedLock, LarkAPIError, LarkClient
 from lark_cards.api.images import ImageUploader
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
 from lark_cards.render import Outgoing, RenderOptions, as_text, image_urls, shrink
@@ -67,9 +69,16 @@ def _reply_target(msg: Message) -> str | None:
     message_id = extras.get("message_id")
     if not message_id:
         return None
-    same_chat = (isinstance(msg.to, Room) and str(msg.to) == extras.get("chat_id")) or (
-        extras.get("chat_type") == "p2p" and isinstance(msg.to, LarkPerson)
-    )
+    if isinstance(msg.to, Room):
+        same_chat = str(msg.to) == extras.get("chat_id")
+    else:  # a direct chat: only the person who asked is in it
+        asker = getattr(parent.frm, "open_id", None)
+        same_chat = (
+            extras.get("chat_type") == "p2p"
+            and isinstance(msg.to, LarkPerson)
+            and not isinstance(msg.to, LarkRoomOccupant)
+            and msg.to.open_id == asker
+        )
     return message_id if same_chat else None
 
 
@@ -92,12 +101,18 @@ class Sender:
         self.client = client
         self.options = options
         self.images = ImageUploader(client) if upload_images else None
+        self._order = KeyedLock()
+
+    def in_order(self, target: Target) -> AbstractAsyncContextManager[None]:
+        """Hold the target chat's turn: enter it before any other await so replies leave in
+        the order Errbot sent them, even when one takes longer to render than the next."""
+        return self._order.hold(target.chat_key)
 
     async def image_keys(self, *markdown: str) -> Mapping[str, str]:
         """Upload the images of ``markdown`` texts; URLs that fail stay links."""
         if self.images is None:
             return {}
-        urls = [url for text in markdown for url in image_urls(text)]
+        urls = await asyncio.to_thread(lambda: [u for text in markdown for u in image_urls(text)])
         return await self.images.keys(urls) if urls else {}
 
     async def send_all(self, target: Target, items: list[Outgoing]) -> list[dict[str, Any]]:
@@ -136,7 +151,11 @@ class Sender:
                 reply_in_thread=target.reply_in_thread,
             )
         return await self.client.send_message(
-            target.receive_id, msg_type, content, receive_id_type=target.receive_id_type
+            target.receive_id,
+            msg_type,
+            content,
+            receive_id_type=target.receive_id_type,
+            chat_key=target.chat_key,
         )
 
     async def close(self) -> None:

@@ -471,3 +471,32 @@ async def test_sends_are_paced_per_app(
     for i in range(3):
         await c.send_message(f"oc_{i}", "text", {"text": "x"})
     assert times == [0.0, 0.0, 1.0]
+
+
+async def test_request_bodies_are_utf8_so_the_byte_budget_holds():
+    """The 30 KB limit counts request bytes; \\uXXXX escapes would double a Chinese card."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    bodies: list[bytes] = []
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"code": 0, "tenant_access_token": "t-1", "expire": 7200})
+
+    async def send(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.json_response({"code": 0, "data": {"message_id": "om_1"}})
+
+    app = web.Application()
+    app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", token)
+    app.router.add_post("/open-apis/im/v1/messages", send)
+    async with TestServer(app) as server:
+        client = LarkClient(app_id=APP_ID, app_secret=SECRET, base_url=str(server.make_url("")))
+        await client.start()
+        try:
+            await client.send_message(CHAT, "text", {"text": "部署完成"})
+        finally:
+            await client.close()
+    [body] = bodies
+    assert "部署完成".encode() in body
+    assert b"\\u" not in body

@@ -18,6 +18,7 @@ from lark_cards.backend import LarkCardsBackend
 from lark_cards.events import parse_callback
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
 from lark_cards.outbound import Sender
+from lark_cards.render import render_reply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 BOT = "ou_bot00000000000000000000000000000"
@@ -177,11 +178,23 @@ def test_private_reply_to_a_group_message_goes_to_the_person(backend):
     assert reply.parent is None
 
 
-def test_prefix_groupchat_reply_uses_a_card_mention(backend):
+def test_prefix_groupchat_reply_mentions_the_asker_on_its_own_line(backend):
     question = incoming(backend, "group_text_mentions")
-    reply = backend.build_reply(question, "# done")
+    reply = backend.build_reply(question, "```\ncode first\n```")
     backend.prefix_groupchat_reply(reply, question.frm)
-    assert reply.body == f"<at id={SENDER}></at> \n# done"
+    assert reply.extras["mention"] == SENDER
+    [item] = render_reply(reply.body, mention=reply.extras["mention"])
+    mention, code = item.content["body"]["elements"]
+    # The mention sits above the reply, so a reply starting with a block stays that block.
+    assert mention == {"tag": "markdown", "content": f"<at id={SENDER}></at>"}
+    assert code == {"tag": "markdown", "content": "```\ncode first\n```"}
+
+
+def test_mentions_in_reply_text_stay_text_and_only_open_ids_are_mentioned(backend):
+    [item] = render_reply("ping <at id=all></at> <at email=ceo@corp.com></at>", mention="all")
+    content = item.content["body"]["elements"][0]["content"]
+    assert "<at" not in content  # shown as text (&#60;at …), never a live @all
+    assert "&#60;at id=all&#62;" in content
 
 
 def wait_for_send(client: FakeClient, count: int = 1) -> None:

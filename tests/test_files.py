@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -25,6 +28,7 @@ from lark_cards.api import LarkAPIError, LarkClient
 from lark_cards.events import parse_callback
 from lark_cards.files import (
     MAX_FILE_BYTES,
+    UPLOAD_REQUEST_TIMEOUT,
     StreamSender,
     download_resource,
     file_type,
@@ -100,6 +104,39 @@ async def test_upload_file_is_the_multipart_form_feishu_documents(client, m):
         "file_name": ("report.pdf", None),
         "file": (b"%PDF-1.7 ...", "report.pdf"),
     }
+
+
+async def test_uploads_have_their_own_longer_timeout(client, m):
+    # The session's 10 s suit JSON calls; a 30 MB upload gets its own per-request timeout.
+    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_v2_k"}})
+    m.post(f"{BASE}/open-apis/im/v1/images", payload={"code": 0, "data": {"image_key": "img_v2_k"}})
+    m.post(SEND_RE, payload=SENT, repeat=True)
+    await send_file(client, TO_GROUP, b"%PDF-1.7", "report.pdf")
+    await send_file(client, TO_GROUP, PNG, "graph.png")
+    [upload] = calls(m, "POST", "/open-apis/im/v1/files")
+    assert upload.kwargs["timeout"] == aiohttp.ClientTimeout(total=UPLOAD_REQUEST_TIMEOUT)
+    assert UPLOAD_REQUEST_TIMEOUT > 10
+    [image] = calls(m, "POST", "/open-apis/im/v1/images")
+    assert image.kwargs["timeout"].total > 10
+    # ... while other calls keep the session's timeout
+    assert all("timeout" not in c.kwargs for c in calls(m, "POST", "/open-apis/im/v1/messages"))
+
+
+async def test_a_retried_upload_keeps_its_timeout(m):
+    m.post(f"{BASE}/open-apis/im/v1/files", status=500, payload={"code": 1, "msg": "busy"})
+    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_v2_k"}})
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    lark = LarkClient(app_id="cli_test", app_secret="s", base_url=BASE, sleep=no_sleep)
+    await lark.start()
+    try:
+        assert await upload_file(lark, b"%PDF-1.7", "report.pdf") == "file_v2_k"
+    finally:
+        await lark.close()
+    timeouts = [c.kwargs["timeout"] for c in calls(m, "POST", "/open-apis/im/v1/files")]
+    assert timeouts == [aiohttp.ClientTimeout(total=UPLOAD_REQUEST_TIMEOUT)] * 2
 
 
 async def test_images_upload_to_images_and_send_an_image_message(client, m):
@@ -251,6 +288,28 @@ def test_a_failed_upload_ends_the_stream_in_error(loop):
     streams.close()
 
 
+def test_a_stream_that_times_out_cancels_the_send(loop):
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def never_done(*args: Any) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    streams = StreamSender(
+        lambda coro: asyncio.run_coroutine_threadsafe(coro, loop), never_done, timeout=0.2
+    )
+    stream = streams.send_stream_request(LarkPerson(ALICE), io.BytesIO(b"x"), "a.bin")
+    wait_until_done(stream)
+    assert stream.status == STREAM_ERROR
+    assert started.is_set()
+    assert cancelled.wait(5)  # the file does not arrive after the stream said "error"
+    streams.close()
+
+
 def test_a_stream_can_answer_under_a_question(loop):
     send = Recorder()
     streams = sender_for(loop, send)
@@ -345,6 +404,52 @@ async def test_download_limits(client, m):
         await download_resource(client, MSG, "file_k", "image", base_url=BASE, max_bytes=10)
     with pytest.raises(ValueError, match="kind"):
         await download_resource(client, MSG, "file_k", "sticker", base_url=BASE)
+
+
+class TrickleSession:
+    """An in-memory stand-in for the download session whose body arrives in several network
+    chunks through aiohttp's own StreamReader, as from a real server (aioresponses hands the
+    whole body over at once, so ``read(n)`` would seem to return all of it)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    @contextlib.asynccontextmanager
+    async def get(self, url: str, **kwargs: Any) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        content = aiohttp.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
+        content.feed_data(self.chunks[0])
+
+        def deliver(rest: list[bytes]) -> None:
+            if rest:
+                content.feed_data(rest[0])
+                loop.call_soon(deliver, rest[1:])
+            else:
+                content.feed_eof()
+
+        loop.call_soon(deliver, self.chunks[1:])
+        headers = {"Content-Type": "application/octet-stream"}
+        yield SimpleNamespace(status=200, headers=headers, content=content)
+
+
+async def test_a_download_arriving_in_several_chunks_is_returned_whole(client):
+    body = bytes(range(256)) * 40
+    chunks = [body[:1000], body[1000:5000], body[5000:9000], body[9000:]]
+    session = TrickleSession(chunks)
+    fake: Any = session
+    data = await download_resource(client, MSG, "file_k", "file", base_url=BASE, session=fake)
+    assert data == body
+
+
+async def test_a_download_over_the_limit_in_later_chunks_is_refused(client):
+    def get(session: Any, max_bytes: int = 10) -> Any:
+        return download_resource(
+            client, MSG, "file_k", "file", base_url=BASE, session=session, max_bytes=max_bytes
+        )
+
+    with pytest.raises(ValueError, match="larger than 10 bytes"):
+        await get(TrickleSession([b"x" * 6, b"x" * 6, b"x" * 6]))  # 18 bytes, the first 6 fit
+    assert await get(TrickleSession([b"x" * 5, b"x" * 5])) == b"x" * 10
 
 
 def test_incoming_stream_is_readable_by_plugins():

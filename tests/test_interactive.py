@@ -525,3 +525,13 @@ def test_a_button_may_ask_for_its_answer_to_replace_the_card(errbot: LarkCardsBa
     ]
     assert answer, client.calls  # the command's answer took the clicked card's place
     assert "Deploy of **prod** denied." not in client.texts("reply")
+
+
+def test_a_refused_click_never_replaces_the_card(errbot: LarkCardsBackend) -> None:
+    request_id = ask_for_deploy(errbot)
+    refused = click(request_id, ALICE, event_id="e8")  # Alice is not an admin
+    refused["event"]["action"]["value"] = {"cmd": f"!approve {request_id}", "replace": True}
+    errbot._handle_envelope(parse_callback(refused))  # type: ignore[arg-type]
+    client = settle(errbot, 1)
+    assert not [call for call in client.calls if call[0] == "PATCH" and call[1] == CARD]
+    assert any("bot-admin" in text for text in client.texts("reply"))

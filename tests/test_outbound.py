@@ -57,6 +57,7 @@ class FakeClient:
 
     def __init__(self, reject: Reject | None = None) -> None:
         self.calls: list[Call] = []
+        self.chat_keys: list[str | None] = []
         self.reject = reject or (lambda call: None)
 
     async def send_message(
@@ -67,7 +68,9 @@ class FakeClient:
         *,
         receive_id_type: str = "chat_id",
         uuid: str | None = None,
+        chat_key: str | None = None,
     ) -> dict[str, Any]:
+        self.chat_keys.append(chat_key)
         return self._handle("send", receive_id, msg_type, content, receive_id_type=receive_id_type)
 
     async def reply_message(
@@ -134,8 +137,17 @@ def sender(client: FakeClient, options: RenderOptions | None = None) -> Sender:
     return Sender(client, options or RenderOptions(), upload_images=False)  # type: ignore[arg-type]
 
 
+def message_text(content: dict) -> str:
+    """The words of a text message, or of a post message's literal text nodes."""
+    if "text" in content:
+        return content["text"]
+    post = next(iter(content.values()))
+    lines = ["".join(node["text"] for node in line) for line in post["content"]]
+    return "\n".join([post["title"], *lines] if post["title"] else lines)
+
+
 def text_of(calls: list[Call]) -> str:
-    return "\n".join(call.content["text"] for call in calls)
+    return "\n".join(message_text(call.content) for call in calls)
 
 
 def assert_words_in_order(source: str, shown: str) -> None:
@@ -182,7 +194,7 @@ async def test_rejected_twice_the_content_goes_as_plain_text(caplog):
     assert all(call.msg_type == "interactive" for call in refused)
     delivered = client.delivered
     assert delivered
-    assert all(call.msg_type == "text" for call in delivered)
+    assert all(call.msg_type == "post" for call in delivered)
     shown = text_of(delivered)
     assert_words_in_order(REPORT, shown)
     for cell in ("r0host1", "degraded6", "backup finished 0412", "rotation done 0413"):
@@ -197,8 +209,8 @@ async def test_every_card_rejection_code_falls_back(code):
     await sender(client).send_all(TO_GROUP, items)
     assert [call.error for call in client.calls[:1]] == [code]
     [delivered] = client.delivered
-    assert delivered.msg_type == "text"
-    assert words(delivered.content["text"]) == ["hello", "there", "general"]
+    assert delivered.msg_type == "post"
+    assert words(message_text(delivered.content)) == ["hello", "there", "general"]
 
 
 async def test_a_card_that_cannot_be_smaller_goes_straight_to_text():
@@ -207,8 +219,8 @@ async def test_a_card_that_cannot_be_smaller_goes_straight_to_text():
     await sender(client).send_all(TO_GROUP, [item])
     # one refusal of the original; a smaller card of the same one piece may be tried once
     [delivered] = client.delivered
-    assert delivered.msg_type == "text"
-    assert words(delivered.content["text"]) == ["only", "one", "short", "paragraph"]
+    assert delivered.msg_type == "post"
+    assert words(message_text(delivered.content)) == ["only", "one", "short", "paragraph"]
 
 
 @pytest.mark.parametrize("code", [230002, 99991663, -1, 230020])
@@ -244,9 +256,9 @@ async def test_order_of_sends_is_kept_through_a_fallback():
     shown = [json.dumps(call.content, ensure_ascii=False) for call in client.delivered]
     assert "Alpha" in shown[0]
     assert "Charlie" in shown[-1]
-    middle = "\n".join(call.content.get("text", "") for call in client.delivered[1:-1])
+    middle = "\n".join(message_text(call.content) for call in client.delivered[1:-1])
     assert_words_in_order(REPORT, middle)
-    assert all(call.msg_type == "text" for call in client.delivered[1:-1])
+    assert all(call.msg_type == "post" for call in client.delivered[1:-1])
 
 
 async def test_messages_are_sent_one_after_another_in_order():
@@ -377,6 +389,13 @@ def test_target_of_a_private_reply_in_a_p2p_chat_still_replies(backend):
     assert target.receive_id == SENDER
 
 
+def test_a_message_to_someone_else_is_never_a_reply_in_the_askers_direct_chat(backend):
+    asked = question(backend, "p2p_text")  # the sender's direct chat with the bot
+    msg = Message("for alice", frm=backend.bot_identifier, to=LarkPerson(ALICE), parent=asked)
+    target = target_of(msg)
+    assert (target.receive_id, target.reply_to) == (ALICE, None)
+
+
 def test_target_of_a_message_to_another_chat_is_not_a_reply(backend):
     asked = question(backend, "group_text_mentions")
     msg = Message("elsewhere", frm=backend.bot_identifier, to=LarkRoom(OTHER_GROUP), parent=asked)
@@ -414,3 +433,25 @@ async def test_fallback_warnings_name_the_code_but_not_the_content(caplog):
     await sender(client).send_all(TO_GROUP, render_reply("**secret** launch code 0000"))
     assert "230099" in caplog.text
     assert "secret" not in caplog.text  # message content may be private
+
+
+async def test_the_text_fallback_keeps_markup_inert():
+    """Escaped card text must not become a live @all or bold in the fallback (§5.1)."""
+    items = render_reply('hello <at user_id="all"></at> <b>bold</b> `<at id=all></at>`')
+    client = FakeClient(reject_cards(230099))
+    await sender(client).send_all(TO_GROUP, items)
+    [fallback] = client.delivered
+    assert fallback.msg_type == "post"
+    nodes = [node for line in next(iter(fallback.content.values()))["content"] for node in line]
+    assert {node["tag"] for node in nodes} == {"text"}  # literal text nodes only
+    assert '<at user_id="all">' in message_text(fallback.content)
+
+
+async def test_new_messages_are_ordered_and_paced_by_the_chat_not_the_person(backend):
+    """A send to a person and a reply in their direct chat share one turn and rate window."""
+    asked = question(backend, "p2p_text")
+    msg = Message("update", frm=backend.bot_identifier, to=LarkPerson(SENDER, chat_id="oc_dm"))
+    client = FakeClient()
+    await sender(client).send_all(target_of(msg), [Outgoing("text", {"text": "x"})])
+    assert client.chat_keys == ["oc_dm"]
+    assert target_of(backend.build_reply(asked, "ok")).chat_key == asked.extras["chat_id"]

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from aioresponses import aioresponses
@@ -260,7 +261,8 @@ def test_create_chat_creates_one_remembers_it_and_counts_as_joined(ops, m):
     room = ops.create_chat("incident-42", description="sev2", invite=[ALICE, LarkPerson(BOB)])
     assert room == LarkRoom("oc_new")
     [call] = calls(m, "POST", "/open-apis/im/v1/chats")
-    assert call.kwargs["params"] == {"user_id_type": "open_id"}
+    assert call.kwargs["params"] == {"user_id_type": "open_id", "uuid": mock.ANY}
+    assert re.fullmatch(r"[0-9a-f]{32}", call.kwargs["params"]["uuid"])
     assert call.kwargs["json"] == {
         "name": "incident-42",
         "chat_type": "private",
@@ -270,6 +272,47 @@ def test_create_chat_creates_one_remembers_it_and_counts_as_joined(ops, m):
     assert LarkRoom("oc_new").name == "incident-42"
     assert LarkRoom("oc_new").joined
     assert api_calls(m) == 1
+
+
+CREATE_RE = re.compile(rf"^{re.escape(BASE)}/open-apis/im/v1/chats\?")
+CREATED = {"code": 0, "data": {"chat_id": "oc_new", "name": "incident-42"}}
+
+
+@pytest.fixture
+async def retrying_client() -> Any:
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    client = LarkClient(
+        app_id=APP_ID, app_secret="s", base_url=BASE, sleep=no_sleep, jitter=lambda: 0.0
+    )
+    await client.start()
+    yield client
+    await client.close()
+
+
+async def test_a_retried_create_carries_the_same_uuid(m, retrying_client):
+    # Feishu creates one chat per uuid (10 h), so a retry after a 5xx cannot make a second.
+    m.post(CREATE_RE, status=500, payload={"code": 1, "msg": "internal error"})
+    m.post(CREATE_RE, payload=CREATED)
+    assert (await api.create_chat(retrying_client, "incident-42"))["chat_id"] == "oc_new"
+    first, second = calls(m, "POST", "/open-apis/im/v1/chats")
+    uuid = first.kwargs["params"]["uuid"]
+    assert 0 < len(uuid) <= 50
+    assert second.kwargs["params"]["uuid"] == uuid
+
+
+async def test_each_create_gets_its_own_uuid_unless_one_is_given(m, retrying_client):
+    m.post(CREATE_RE, payload=CREATED, repeat=True)
+    await api.create_chat(retrying_client, "a")
+    await api.create_chat(retrying_client, "b")
+    await api.create_chat(retrying_client, "c", uuid="incident-42-room")
+    uuids = [c.kwargs["params"]["uuid"] for c in calls(m, "POST", "/open-apis/im/v1/chats")]
+    assert uuids[0] != uuids[1]
+    assert uuids[2] == "incident-42-room"
+    with pytest.raises(ValueError, match="50"):
+        await api.create_chat(retrying_client, "d", uuid="x" * 51)
+    assert len(calls(m, "POST", "/open-apis/im/v1/chats")) == 3
 
 
 def test_destroy_disbands_and_is_a_noop_when_gone(ops, m):

@@ -14,6 +14,7 @@ endpoint below:
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,7 @@ CHATS_PATH = "/open-apis/im/v1/chats"
 # [CM] "每次请求最多拉 50 个用户" / "最多移除 50 个用户或者 5 个机器人".
 MAX_USERS_PER_CALL = 50
 PAGE_SIZE = 100
+MAX_CHAT_UUID_LEN = 50  # [CH] create: ``uuid`` (query), "最大长度：50 字符"
 
 
 def _chat(chat_id: str) -> str:
@@ -134,13 +136,17 @@ async def create_chat(
     [CH] ``POST /open-apis/im/v1/chats?user_id_type=open_id[&uuid=…]`` with ``name``,
     ``description``, ``user_id_list`` (≤ 50 users), ``chat_type`` (``private``|``public``).
     The same ``uuid`` creates at most one chat in 10 hours, so a retried call cannot create
-    two. The calling bot joins automatically.
+    two. The calling bot joins automatically. Without a ``uuid`` one is made here, once, so
+    the client's retries (5xx, timeouts) all carry it; pass your own (≤ 50 characters) to
+    make a repeated *logical* create idempotent too.
     """
     if len(open_ids) > MAX_USERS_PER_CALL:
         raise ValueError(f"a chat is created with at most {MAX_USERS_PER_CALL} users")
-    params: dict[str, Any] = {"user_id_type": "open_id"}
-    if uuid:
-        params["uuid"] = uuid
+    if not uuid:
+        uuid = uuidlib.uuid4().hex  # 32 characters
+    elif len(uuid) > MAX_CHAT_UUID_LEN:
+        raise ValueError(f"uuid must be at most {MAX_CHAT_UUID_LEN} characters")
+    params: dict[str, Any] = {"user_id_type": "open_id", "uuid": uuid}
     payload: dict[str, Any] = {"name": name, "chat_type": chat_type}
     if description is not None:
         payload["description"] = description

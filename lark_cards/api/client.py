@@ -13,6 +13,7 @@ Section numbers refer to reference/feishu-platform.md. Clock, sleep and jitter a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -97,8 +98,11 @@ class LarkClient:
     async def start(self) -> None:
         """Create the one ``ClientSession``; it binds to the running loop, hence async."""
         if self._session is None or self._session.closed:
+            # UTF-8 bodies, not \uXXXX escapes: the 30 KB card limit counts request bytes, and
+            # ASCII-escaping would make a Chinese card twice its budgeted size (§4.1).
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                json_serialize=functools.partial(json.dumps, ensure_ascii=False),
             )
 
     async def close(self) -> None:
@@ -151,13 +155,17 @@ class LarkClient:
         json: Any = None,
         data: aiohttp.FormData | None = None,
         auth: bool = True,
+        timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 - aiohttp applies it
     ) -> dict[str, Any]:
         """Call ``path`` with retries; return the whole body (``code == 0``) or raise.
 
         ``data`` is re-sent as-is on a retry; pass file contents as ``bytes`` so every
-        attempt can read them again.
+        attempt can read them again. ``timeout`` replaces the session's for each attempt
+        (uploads need longer than JSON calls).
         """
-        return await self._call(method, path, params=params, json_body=json, data=data, auth=auth)
+        return await self._call(
+            method, path, params=params, json_body=json, data=data, auth=auth, http_timeout=timeout
+        )
 
     async def _call(
         self,
@@ -169,6 +177,7 @@ class LarkClient:
         data: aiohttp.FormData | None = None,
         auth: bool = True,
         chat: str | None = None,
+        http_timeout: aiohttp.ClientTimeout | None = None,
     ) -> dict[str, Any]:
         """The retry loop. With ``chat`` set, every attempt is paced by the app and per-chat
         limiters, because Feishu counts retries against the same limits (§4.4)."""
@@ -183,7 +192,7 @@ class LarkClient:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             try:
                 return await self._attempt(
-                    method, url, path, params, json_body, data, headers, retries
+                    method, url, path, params, json_body, data, headers, retries, http_timeout
                 )
             except LarkAPIError as err:
                 error, wait = err, self._retry_wait(err, retries)
@@ -217,11 +226,14 @@ class LarkClient:
         data: aiohttp.FormData | None,
         headers: dict[str, str],
         attempt: int,
+        http_timeout: aiohttp.ClientTimeout | None = None,
     ) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("LarkClient.start() must be awaited before making requests")
+        # Passed only when set: ``timeout=None`` would mean "no timeout at all" to aiohttp.
+        extra: dict[str, Any] = {} if http_timeout is None else {"timeout": http_timeout}
         async with self._session.request(
-            method, url, params=params, json=json_body, data=data, headers=headers
+            method, url, params=params, json=json_body, data=data, headers=headers, **extra
         ) as resp:
             raw = await resp.read()
             status, resp_headers = resp.status, resp.headers
@@ -256,8 +268,13 @@ class LarkClient:
         *,
         receive_id_type: str = "chat_id",
         uuid: str | None = None,
+        chat_key: str | None = None,
     ) -> dict[str, Any]:
-        """Create a message; returns ``data`` (``message_id``, ``chat_id``, ...)."""
+        """Create a message; returns ``data`` (``message_id``, ``chat_id``, ...).
+
+        ``chat_key`` names the conversation for ordering and the 5 QPS limit when it differs
+        from ``receive_id`` (a person's open_id for their direct chat with the bot), so new
+        messages and replies into one chat share one turn and one rate window."""
         body = {
             "receive_id": receive_id,
             "msg_type": msg_type,
@@ -265,13 +282,14 @@ class LarkClient:
             "uuid": _check_uuid(uuid),  # one per logical send: every retry reuses it
         }
         # Taking the chat lock is the first await, so sends leave in the order they started.
-        async with self._chat_order.hold(receive_id):
+        chat = chat_key or receive_id
+        async with self._chat_order.hold(chat):
             resp = await self._call(
                 "POST",
                 MESSAGES_PATH,
                 params={"receive_id_type": receive_id_type},
                 json_body=body,
-                chat=receive_id,
+                chat=chat,
             )
         return resp.get("data") or {}
 

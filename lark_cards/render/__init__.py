@@ -25,7 +25,7 @@ from lark_cards.render.elements import (
     render_pieces,
 )
 from lark_cards.render.parser import parse
-from lark_cards.render.pieces import Piece, wire_size
+from lark_cards.render.pieces import MarkdownPiece, Piece, wire_size
 from lark_cards.render.templates import CardTemplates, header_color
 from lark_cards.render.validate import count_components
 
@@ -43,8 +43,10 @@ __all__ = [
     "render_reply",
 ]
 
-# A text message may carry 150 KB (§4.1); parts stay well below that.
+# A text message may carry 150 KB, a post 30 KB (§4.1); parts stay well below that.
 TEXT_PART_BYTES = 64 * 1024
+POST_BYTES = 16 * 1024
+_OPEN_ID = re.compile(r"ou_[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,15 @@ def render_markdown(
 
 
 def _reply_cards(
-    text: str, images: Mapping[str, str] | None, options: RenderOptions
+    text: str,
+    images: Mapping[str, str] | None,
+    options: RenderOptions,
+    mention: str | None = None,
 ) -> list[Outgoing]:
     tree = parse(text)  # parsed once: the pieces and the preview line both read it
     pieces = render_pieces(tree, _context(images, options))
+    if mention:  # §5.6 card mention syntax; the id was checked by the caller
+        pieces.insert(0, MarkdownPiece(f"<at id={mention}></at>"))
     return wrap(pieces, "reply", {"summary": summary(tree)}, options)
 
 
@@ -118,13 +125,18 @@ def render_reply(
     *,
     images: Mapping[str, str] | None = None,
     options: RenderOptions | None = None,
+    mention: str | None = None,
 ) -> list[Outgoing]:
     """What to send for an Errbot reply: cards, or a text message for plain replies in
-    ``auto`` mode."""
+    ``auto`` mode. ``mention`` (an open_id) puts a real Feishu mention on its own line above
+    the reply — added here, after escaping, because mention tags in a reply's own text are
+    always shown as text (anyone could otherwise make the bot @all)."""
     options = options or RenderOptions()
+    mention = mention if mention and _OPEN_ID.fullmatch(mention) else None
     if options.mode == "auto" and is_plain(text):
-        return [Outgoing("text", {"text": part}) for part in text_parts(text)]
-    return _reply_cards(text, images, options)
+        prefix = f'<at user_id="{mention}"></at> ' if mention else ""
+        return [Outgoing("text", {"text": prefix + part}) for part in text_parts(text)]
+    return _reply_cards(text, images, options, mention)
 
 
 def render_card(
@@ -205,15 +217,23 @@ def shrink(rejected: Outgoing, options: RenderOptions) -> list[Outgoing]:
 
 
 def as_text(rejected: Outgoing) -> list[Outgoing]:
-    """The content of a rejected card as plain text messages: the user always gets it."""
+    """The content of a rejected card as plain rich-text (``post``) messages: the user always
+    gets it. ``post`` text nodes are literal (§5.2), unlike a ``text`` message, where
+    ``<at user_id=all>`` or ``<b>`` in the recovered words would become live again (§5.1)."""
     if rejected.pieces:
         title = str(rejected.context.get("title") or "")
         fields = [f"{key}: {plain_text(str(value))}" for key, value in _fields(rejected.context)]
         body = "\n\n".join(piece.plain() for piece in rejected.pieces)
-        text = "\n\n".join(part for part in (title, "\n".join(fields), body) if part)
+        text = "\n\n".join(part for part in (fields and "\n".join(fields), body) if part)
     else:  # a plugin's own template: all we have is the card
-        text = "\n".join(_card_strings(rejected.content))
-    return [Outgoing("text", {"text": part}) for part in text_parts(text)]
+        title, text = "", "\n".join(_card_strings(rejected.content))
+    return [Outgoing("post", literal_post(part, title)) for part in text_parts(text, POST_BYTES)]
+
+
+def literal_post(text: str, title: str = "") -> dict[str, Any]:
+    """A ``post`` message of literal lines (§5.2: at least one locale; no outer wrapper)."""
+    lines = [[{"tag": "text", "text": line}] for line in text.split("\n")]
+    return {"zh_cn": {"title": title, "content": lines}}
 
 
 def _fields(context: Mapping[str, Any]) -> list[tuple[Any, Any]]:

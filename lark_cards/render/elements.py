@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -61,7 +62,9 @@ def inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
 
 
 def text(node: SyntaxTreeNode, ctx: RenderContext) -> str:
-    return escape(node.content)
+    escaped = escape(node.content)
+    # "!" right before a link would turn it into an image (``![x](url)``, 200570 for a URL).
+    return escaped[:-1] + "&#33;" if escaped.endswith("!") else escaped
 
 
 def softbreak(node: SyntaxTreeNode, ctx: RenderContext) -> str:
@@ -107,20 +110,18 @@ def image(node: SyntaxTreeNode, ctx: RenderContext) -> str:
 
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-# Feishu mentions (prefix_groupchat_reply writes them); anything else HTML is shown as text.
-_MENTION = re.compile(r"<at (?:id|ids|email)=[\w@.,-]+>|</at>")
 
 
 def is_markup_tag(node: SyntaxTreeNode) -> bool:
-    """A tag the renderer turns into Feishu markup (a line break or a mention), not text."""
-    return bool(_BR.fullmatch(node.content) or _MENTION.fullmatch(node.content))
+    """A tag the renderer turns into Feishu markup (a line break), not text."""
+    return bool(_BR.fullmatch(node.content))
 
 
 def html_inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    """``<br>`` is a line break; every other tag is shown as text — ``<at id=all>`` in a
+    reply's text must never become a live mention (the backend adds real mentions itself)."""
     if _BR.fullmatch(node.content):
         return "\n"
-    if _MENTION.fullmatch(node.content):
-        return node.content
     return escape(node.content)
 
 
@@ -196,7 +197,10 @@ def _list_item(item: SyntaxTreeNode, marker: str, ctx: RenderContext) -> str:
 
 
 def blockquote(node: SyntaxTreeNode, ctx: RenderContext) -> str:
-    body = blocks(node.children, ctx)
+    return _quoted(blocks(node.children, ctx))
+
+
+def _quoted(body: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
 
 
@@ -297,23 +301,43 @@ def _pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[Piece]:
         key = ctx.images[str(lone_image.attrs["src"])]
         alt_text = {"tag": "plain_text", "content": alt}
         return [ComponentPiece({"tag": "img", "img_key": key, "alt": alt_text})]
-    if node.type in ("bullet_list", "ordered_list") and _tables_in(node):
-        # Tables inside a list count toward the card's table budget (§5.4): one piece per item
-        # lets the packer spread them over cards instead of overfilling one.
+    if node.type in ("bullet_list", "ordered_list", "blockquote") and _holds_table(node):
+        # Tables in a list or a quote stay markdown tables, which count toward the card's table
+        # budget and the element's (§5.4): one piece per item or quoted block, cut again before
+        # each further table, lets the packer spread them over cards. Merged, the pieces give
+        # back the text the whole list or quote renders to.
+        return [
+            part
+            for piece in _children_pieces(node, ctx)
+            for part in (piece.split(_NO_BYTE_LIMIT, max_tables=1) if piece.tables > 1 else [piece])
+        ]
+    return [MarkdownPiece.of(BLOCK_RENDERERS[node.type](node, ctx))]
+
+
+_NO_BYTE_LIMIT = sys.maxsize
+
+
+def _children_pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[MarkdownPiece]:
+    """A list as one piece per item, a quote as one piece per block in it (each quoted)."""
+    if node.type == "blockquote":
+        texts = [_quoted(BLOCK_RENDERERS[child.type](child, ctx)) for child in node.children]
+        joint = "\n>\n"  # what ``blocks`` puts between them ("\n\n"), quoted
+    else:
         start = int(node.attrs.get("start", 1))
         markers = [
             "- " if node.type == "bullet_list" else f"{start + offset}. "
             for offset in range(len(node.children))
         ]
-        return [
-            MarkdownPiece(_list_item(item, marker, ctx), _tables_in(item))
+        texts = [
+            _list_item(item, marker, ctx)
             for item, marker in zip(node.children, markers, strict=True)
         ]
-    return [MarkdownPiece(BLOCK_RENDERERS[node.type](node, ctx), _tables_in(node))]
+        joint = "\n"
+    return [MarkdownPiece.of(text, joint if index else "\n\n") for index, text in enumerate(texts)]
 
 
-def _tables_in(node: SyntaxTreeNode) -> int:
-    return sum(1 for descendant in node.walk() if descendant.type == "table")
+def _holds_table(node: SyntaxTreeNode) -> bool:
+    return any(descendant.type == "table" for descendant in node.walk())
 
 
 def _lone_image(node: SyntaxTreeNode) -> SyntaxTreeNode | None:

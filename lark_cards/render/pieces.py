@@ -11,8 +11,12 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
+from lark_cards.render.validate import markdown_tables, pipe_tables
 
 
 def wire_size(value: Any) -> int:
@@ -39,25 +43,47 @@ class Piece(Protocol):
 
 @dataclass(frozen=True)
 class MarkdownPiece:
-    """Prose: headings, paragraphs, lists, quotes → one ``markdown`` element."""
+    """Prose: headings, paragraphs, lists, quotes → one ``markdown`` element.
+
+    ``content`` is the text as it stands in the whole reply, so pieces cut from one block merge
+    back into the same text (``joint`` is what separated the piece from the one before it). A
+    piece that continues a list item starts with the item's indentation, which would make it a
+    code block in an element of its own, so ``element`` drops it there (``_standalone``).
+    """
 
     content: str
     tables: int = 0  # markdown pipe tables nested in lists or quotes still count (§5.4)
+    joint: str = "\n\n"
+
+    @classmethod
+    def of(cls, content: str, joint: str = "\n\n") -> MarkdownPiece:
+        """A piece with its tables counted the way the validator counts them."""
+        return cls(content, markdown_tables(content), joint)
 
     def element(self) -> dict[str, Any]:
-        return {"tag": "markdown", "content": self.content}
+        return {"tag": "markdown", "content": _standalone(self.content)}
 
     def plain(self) -> str:
         return html.unescape(re.sub(r"</?(?:font|text_tag|at)[^>]*>", "", self.content))
 
     def merged(self, other: MarkdownPiece) -> MarkdownPiece:
-        return MarkdownPiece(f"{self.content}\n\n{other.content}", self.tables + other.tables)
+        content = f"{self.content}{other.joint}{other.content}"
+        return MarkdownPiece(content, self.tables + other.tables, self.joint)
 
-    def split(self, budget: int) -> list[Piece]:
-        chunks = _chunk_lines(self.content.split("\n"), budget - _overhead(self.element()))
-        return [
-            MarkdownPiece(chunk, self.tables if i == 0 else 0) for i, chunk in enumerate(chunks)
-        ]
+    def split(self, budget: int, max_tables: int = MAX_TABLES_PER_MARKDOWN) -> list[Piece]:
+        """Parts of at most ``budget`` bytes and at most ``max_tables`` pipe tables each (cut
+        before a table when the part has enough, whatever its size), tables recounted per part;
+        a table cut between rows repeats its header rows."""
+        parts: list[Piece] = []
+        chunks = _markdown_chunks(self.content, budget - _overhead(self.element()), max_tables)
+        for index, (joint, chunk) in enumerate(chunks):
+            part = MarkdownPiece.of(chunk, self.joint if index == 0 else joint)
+            if part.tables > max_tables and len(chunks) > 1:
+                # Cut inside a fence, code became prose that holds tables: split again.
+                parts += part.split(budget, max_tables)
+            else:
+                parts.append(part)
+        return parts
 
 
 @dataclass(frozen=True)
@@ -196,6 +222,129 @@ def _cut(line: str, budget: int) -> list[str]:
         parts.append(line[:cut])
         line = line[cut:]
     return [*parts, line]
+
+
+_LINE_BREAK = re.compile(r"\r\n|[\n\r]")
+# Blank lines (in a quote: only its markers) and the line break before them, at the end of a
+# chunk, or after them, at its start: moved into the joint.
+_TRAILING_BLANKS = re.compile(r"(?:(?:\r\n|[\n\r])[ \t>]*)+\Z")
+_LEADING_BLANKS = re.compile(r"\A(?:[ \t>]*(?:\r\n|[\n\r]))+")
+
+
+def _markdown_chunks(content: str, budget: int, max_tables: int) -> list[tuple[str, str]]:
+    """``content`` cut between lines into ``(joint, chunk)`` pairs of at most ``budget`` bytes
+    and ``max_tables`` pipe tables each. A table's header and delimiter rows stay together, and
+    a chunk that starts among a table's rows starts with a copy of them; apart from those
+    copies, the joints and chunks concatenated give back ``content``."""
+    budget, max_tables = max(budget, 64), max(max_tables, 1)
+    lines = content.splitlines(keepends=True)
+    tables = pipe_tables(content)
+    starts = {header: delimiter for header, delimiter, _ in tables}
+    rows = {row: (h, d) for h, d, end in tables for row in range(d + 1, end)}
+    chunks: list[list[str]] = [[]]
+    used = count = 0
+    for number, part, at_line_start in _units(lines, starts, budget):
+        cost = wire_size(part) + 2
+        starts_table = at_line_start and number in starts
+        if chunks[-1] and (used + cost > budget or (starts_table and count >= max_tables)):
+            chunks.append([])
+            used = count = 0
+            header = rows.get(number) if at_line_start else None
+            if header is not None:
+                repeated = lines[header[0]] + lines[header[1]]
+                if wire_size(repeated) <= budget // 2:
+                    chunks[-1].append(repeated)
+                    used, count = wire_size(repeated) + 2, 1
+        chunks[-1].append(part)
+        used += cost
+        count += starts_table
+    return _joints(["".join(chunk) for chunk in chunks])
+
+
+def _units(
+    lines: list[str], starts: dict[int, int], budget: int
+) -> Iterator[tuple[int, str, bool]]:
+    """``(line number, text, whether it starts the line)``: a table's header row with its
+    delimiter row, any other line, or the parts of a line too long for one chunk."""
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        if starts.get(number) == number + 1 and wire_size(line + lines[number + 1]) < budget:
+            yield number, line + lines[number + 1], True
+            number += 2
+            continue
+        body = _LINE_BREAK.split(line, maxsplit=1)[0]
+        parts = _cut(body, budget) if wire_size(line) + 2 > budget else [body]
+        parts[-1] += line[len(body) :]
+        for index, part in enumerate(parts):
+            yield number, part, index == 0
+        number += 1
+
+
+def _joints(chunks: list[str]) -> list[tuple[str, str]]:
+    """Pair every chunk with the text that joins it to the chunk before: the line break, and
+    any blank lines, around the cut. Chunks left empty are dropped."""
+    pairs: list[tuple[str, str]] = []
+    joint = ""
+    for index, chunk in enumerate(chunks):
+        if index:
+            lead = _LEADING_BLANKS.match(chunk)
+            if lead:
+                joint, chunk = joint + lead.group(), chunk[lead.end() :]
+        if index < len(chunks) - 1:
+            trail = _TRAILING_BLANKS.search(chunk)
+            if trail:
+                chunk, after = chunk[: trail.start()], trail.group()
+            else:
+                after = ""
+        else:
+            after = ""
+        if chunk or not pairs:
+            pairs.append((joint, chunk))
+            joint = ""
+        joint += after
+    return pairs
+
+
+# A list item's continuation lines are indented four spaces (``elements._list_item``), quote
+# lines start with "> "; a line's container prefix is a run of those tokens.
+_CONTAINER_TOKEN = re.compile(r"    |> ")
+
+
+def _tokens(line: str) -> list[str]:
+    tokens: list[str] = []
+    at = 0
+    while match := _CONTAINER_TOKEN.match(line, at):
+        tokens.append(match.group())
+        at = match.end()
+    return tokens
+
+
+def _standalone(content: str) -> str:
+    """``content`` without the list indentation its first line has, so that a piece cut from a
+    list item shows as what it is (a table, a paragraph), not as an indented code block.
+
+    The first non-blank line's container prefix loses its indentation and keeps its quote
+    markers; the lines after it lose the same for as long as they stay inside those containers
+    (a line outside one, such as the next list item, means no later line is inside it).
+    """
+    first = next((line for line in content.split("\n") if line.strip(" \t>")), "")
+    prefix = _tokens(first)
+    if "    " not in prefix:
+        return content
+    out = []
+    depth = len(prefix)  # how many of the prefix's containers the lines are still inside
+    for line in content.splitlines(keepends=True):
+        if not line.strip(" \t>\r\n"):  # a blank line: only quote markers matter
+            out.append(line.lstrip(" \t"))
+            continue
+        matched = at = 0
+        while matched < depth and line.startswith(prefix[matched], at):
+            at += len(prefix[matched])
+            matched += 1
+        depth = matched
+        out.append("".join(t for t in prefix[:matched] if t != "    ") + line[at:])
+    return "".join(out)
 
 
 def _fit_row(row: tuple[str, ...], available: int) -> tuple[str, ...]:
