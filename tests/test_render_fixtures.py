@@ -49,4 +49,6 @@ CASES = [
 
 @pytest.mark.parametrize(("markdown", "expected"), CASES)
 def test_construct(markdown: str, expected: str):
+    if os.environ.get("LARK_REGEN"):
+        pytest.skip("fixture files regenerated: review the diff; nothing was compared")
     assert elements(markdown) == json.loads(expected)
