@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from render_checks import check_cards, words
 
@@ -16,9 +18,16 @@ from lark_cards.render import (
     RenderOptions,
     render_markdown,
     render_reply,
+    shrink,
 )
-from lark_cards.render.pieces import wire_size
-from lark_cards.render.validate import count_components, count_tables, validate_card
+from lark_cards.render.elements import markdown_text, render_pieces
+from lark_cards.render.pieces import MarkdownPiece, wire_size
+from lark_cards.render.validate import (
+    count_components,
+    count_tables,
+    markdown_tables,
+    validate_card,
+)
 
 CARD_BYTES = 30 * 1024
 MARKER = re.compile(r"<font color='grey'>(\d+)/(\d+)</font>")
@@ -210,6 +219,171 @@ def test_one_list_with_seven_nested_tables_respects_the_table_budget():
     text = "\n\n".join(f"- item {k}\n\n  | a | b |\n  |---|---|\n  | n{k} | x |" for k in range(7))
     cards = render_markdown(text)
     assert all(count_tables(card) <= 5 for card in cards)
+
+
+# Tables nested in a list or a quote stay markdown pipe tables inside ``markdown`` elements:
+# ≤ 5 tables per card and ≤ 4 per element (230099, §5.4) must hold for them as well.
+GFM = MarkdownIt("commonmark").enable("table")
+
+
+def nested_table(k: int, rows: int, indent: str = "") -> str:
+    lines = ["| key | value |", "|---|:-:|"]
+    lines += [f"| t{k}r{i} | {'cell ' * 8}{i} |" for i in range(rows)]
+    return "\n".join(indent + line for line in lines)
+
+
+def list_item_with_tables(count: int, rows: int) -> str:
+    body = "\n\n".join(
+        f"  Table {k} follows:\n\n{nested_table(k, rows, '  ')}" for k in range(count)
+    )
+    return f"- first item\n- one item holding {count} tables\n\n{body}\n- last item"
+
+
+def quote_with_tables(count: int, rows: int) -> str:
+    body = "\n\n".join(f"Table {k} follows:\n\n{nested_table(k, rows)}" for k in range(count))
+    return "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
+
+
+def table_rows(cards: list[dict[str, Any]]) -> list[str]:
+    """The first cell of every body row of every pipe table in the cards' markdown, in order,
+    as a GFM reader sees them: a row cut off its header would not be a table row any more."""
+    cells = []
+    for card in cards:
+        for element in content_elements(card):
+            if element["tag"] == "markdown":
+                tokens = GFM.parse(element["content"])
+                for i, token in enumerate(tokens):
+                    if token.type == "tr_open" and tokens[i + 1].type == "td_open":
+                        cells.append(tokens[i + 2].content)
+    return cells
+
+
+def gfm_tables(markdown: str) -> int:
+    """Tables as an independent GFM reader finds them (the validator's count is under test)."""
+    return sum(token.type == "table_open" for token in GFM.parse(markdown))
+
+
+def check_nested_tables(markdown: str, budget: Budget, tables: int, rows: int) -> None:
+    cards = render_markdown(markdown, options=RenderOptions(budget=budget))
+    check_cards(markdown, cards)
+    for card in cards:
+        assert wire_size(card) <= budget.max_bytes
+        contents = [element["content"] for element in content_elements(card)]
+        assert len(contents) == len(content_elements(card))  # markdown elements only
+        assert count_tables(card) == sum(map(gfm_tables, contents)) <= budget.max_tables
+        for content in contents:
+            assert markdown_tables(content) == gfm_tables(content) <= 4
+            # a piece cut from a list item must not turn into an indented code block
+            assert "code_block" not in [t.type for t in COMMONMARK.parse(content)]
+    assert table_rows(cards) == [f"t{k}r{i}" for k in range(tables) for i in range(rows)]
+
+
+BUDGETS = [pytest.param(Budget(), id="default"), pytest.param(Budget(max_tables=2), id="two")]
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+@pytest.mark.parametrize("rows", [2, 60, 400])  # 400 rows: ~25 KB, a table cut between rows
+def test_one_list_item_with_eight_tables_respects_every_table_limit(budget, rows):
+    check_nested_tables(list_item_with_tables(8, rows), budget, 8, rows)
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+@pytest.mark.parametrize("rows", [2, 60, 400])
+def test_a_quote_with_six_tables_respects_every_table_limit(budget, rows):
+    check_nested_tables(quote_with_tables(6, rows), budget, 6, rows)
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_a_quoted_list_item_with_tables_respects_every_table_limit(budget):
+    check_nested_tables(quoted(list_item_with_tables(6, 3)), budget, 6, 3)
+
+
+def quoted(markdown: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in markdown.split("\n"))
+
+
+def in_item(markdown: str) -> str:
+    return "- item\n\n" + "\n".join(f"  {line}" if line else "" for line in markdown.split("\n"))
+
+
+NESTINGS = {
+    "list item": list_item_with_tables,
+    "quote": quote_with_tables,
+    "list item in a quote": lambda count, rows: quoted(list_item_with_tables(count, rows)),
+    "quote in a list item": lambda count, rows: in_item(quote_with_tables(count, rows)),
+    "quote in a quote": lambda count, rows: quoted(quote_with_tables(count, rows)),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(sorted(NESTINGS)),
+    st.integers(min_value=1, max_value=10),
+    st.integers(min_value=1, max_value=250),
+    st.sampled_from([1, 2, 5]),
+    st.sampled_from([6 * 1024, 30 * 1024]),
+)
+def test_nested_tables_of_any_number_and_size_respect_every_limit(
+    nesting, tables, rows, max_tables, max_bytes
+):
+    budget = Budget(max_bytes=max_bytes, margin=1024, max_tables=max_tables)
+    check_nested_tables(NESTINGS[nesting](tables, rows), budget, tables, rows)
+
+
+def test_split_puts_at_most_four_tables_in_a_part_whatever_the_bytes():
+    whole = MarkdownPiece.of(markdown_text(list_item_with_tables(8, 2)))  # ~3 KB
+    assert whole.tables == 8
+    parts = whole.split(CARD_BYTES)
+    assert [part.tables for part in parts] == [4, 4]
+    assert parts[0].content + parts[1].joint + parts[1].content == whole.content
+
+
+def test_split_recounts_the_tables_of_every_part():
+    whole = MarkdownPiece.of(markdown_text(quote_with_tables(8, 60)))
+    parts = whole.split(8 * 1024)
+    assert len(parts) >= 4
+    for part in parts:
+        assert isinstance(part, MarkdownPiece)
+        assert part.tables == markdown_tables(part.element()["content"]) <= 4
+        assert wire_size(part.element()) <= 8 * 1024
+    assert sum(part.tables for part in parts) >= 8  # tables cut between rows repeat the header
+
+
+def test_pieces_of_a_list_or_quote_with_tables_merge_back_into_the_same_text():
+    for markdown in (list_item_with_tables(3, 2), quote_with_tables(3, 2)):
+        pieces = render_pieces(markdown)
+        assert all(isinstance(piece, MarkdownPiece) and piece.tables <= 1 for piece in pieces)
+        whole = pieces[0]
+        for piece in pieces[1:]:
+            whole = whole.merged(piece)
+        assert whole.content == whole.element()["content"] == markdown_text(markdown)
+        assert whole.tables == 3
+    [card] = render_markdown(quote_with_tables(3, 2))  # one element, as before the split
+    assert content_elements(card) == [
+        {"tag": "markdown", "content": markdown_text(quote_with_tables(3, 2))}
+    ]
+
+
+def test_a_piece_cut_from_a_list_item_shows_without_the_item_indentation():
+    item = MarkdownPiece.of(
+        "- item\n\n    text\n\n    | a |\n    |---|\n    | 1 |\n\n    | b |\n    |---|"
+    )
+    first, second = item.split(CARD_BYTES, max_tables=1)
+    assert first.element()["content"] == "- item\n\n    text\n\n    | a |\n    |---|\n    | 1 |"
+    assert (second.joint, second.content) == ("\n\n", "    | b |\n    |---|")
+    assert second.element()["content"] == "| b |\n|---|"
+    quoted = MarkdownPiece.of(">     | b |\n>     |---|\n>\n>     more\n> - next\n>     item")
+    assert quoted.element()["content"] == "> | b |\n> |---|\n>\n> more\n> - next\n>     item"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("<br/>1. ", "\n1&#46;"), ("a<br>- b", "a\n&#45; b"), ("a<br># c", "a\n&#35; c")],
+)
+def test_text_after_a_br_tag_is_escaped_as_a_line_start(text, expected):
+    # found by test_render_properties: "1." after <br> became an empty list item, "1" was lost
+    assert markdown_text(text) == expected
+    check_cards(text, render_markdown(text))
 
 
 # ----- component budget ----------------------------------------------------------------------
@@ -434,3 +608,18 @@ def test_every_part_of_a_split_reply_has_the_summary():
     cards = render_markdown(text)
     assert len(cards) > 1
     assert [card["config"]["summary"]["content"] for card in cards] == ["Nightly log"] * len(cards)
+
+
+def test_a_retry_after_230099_splits_prose_that_holds_several_tables():
+    """Pieces merged with 3-4 tables must be split again when the retry allows only 2."""
+    table = "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    markdown = "\n".join(
+        f"- item {i}\n\n  {table.replace(chr(10), chr(10) + '  ')}" for i in range(4)
+    )
+    options = RenderOptions()
+    [card] = render_reply(markdown, options=options)
+    assert count_tables(card.content) == 4
+    retried = shrink(card, options)  # Budget.smaller(): at most 2 tables per card
+    assert len(retried) >= 2
+    assert all(count_tables(item.content) <= 2 for item in retried)
+    check_cards(markdown, [item.content for item in retried])

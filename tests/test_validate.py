@@ -25,6 +25,7 @@ from lark_cards.render.validate import (
     count_tables,
     markdown_image_keys,
     markdown_tables,
+    pipe_tables,
     validate_card,
 )
 
@@ -342,6 +343,45 @@ def test_markdown_pipe_tables_count_toward_the_limit() -> None:
 def test_at_most_four_pipe_tables_per_markdown_element() -> None:
     found = codes(validate_card(card(md("\n".join([PIPE_TABLE] * 5))), Limits(max_tables=99)))
     assert found == [(TOO_MANY_TABLES, "body.elements[0].content")]
+
+
+QUOTED_TABLE = "> | a | b |\n> |---|:-:|\n> | 1 | 2 |\n"
+
+
+def test_pipe_tables_count_in_quotes_and_lists_too() -> None:
+    assert markdown_tables(QUOTED_TABLE) == 1
+    assert markdown_tables("> > | a |\n> > |---|\n> > | 1 |") == 1  # a quote in a quote
+    assert markdown_tables("- x\n\n    | a |\n    |---|\n    | 1 |") == 1  # in a list item
+    assert markdown_tables("> - x\n>\n>     | a |\n>     |---|") == 1  # a list in a quote
+    assert markdown_tables("- x\n\n    > | a |\n    > |---|") == 1  # a quote in a list
+    assert markdown_tables("> text\n>\n> ---") == 0  # a quoted rule is not a table
+
+
+def test_pipe_tables_in_fenced_code_in_quotes_and_lists_do_not_count() -> None:
+    assert markdown_tables("> ```\n> | a |\n> |---|\n> ```\n") == 0
+    assert markdown_tables("- x\n\n    ```\n    | a |\n    |---|\n    ```\n") == 0
+    # the end of the quote ends the code in it (CommonMark has no lazy code lines)
+    assert markdown_tables("> ```\n> code\n\n| a |\n|---|\n") == 1
+    # in code at the top level, "> ```" is code, not the end of the fence
+    assert markdown_tables("```\n> ```\n| a |\n|---|\n```\n") == 0
+
+
+def test_pipe_tables_says_where_each_table_is() -> None:
+    text = "intro\n\n> | a |\n> |---|\n> | 1 |\n> | 2 |\n>\n> | b |\n> |---|\nafter"
+    assert pipe_tables(text) == [(2, 3, 6), (7, 8, 9)]
+    assert pipe_tables("| a |\n```\n```\n|---|") == []  # header and delimiter rows touch
+
+
+def test_six_quoted_tables_in_one_markdown_element_are_too_many() -> None:
+    found = codes(validate_card(card(md("\n>\n".join([QUOTED_TABLE.strip()] * 6)))))
+    assert found == [(TOO_MANY_TABLES, "body.elements[0].content"), (TOO_MANY_TABLES, "")]
+    assert count_tables(card(md("\n>\n".join([QUOTED_TABLE.strip()] * 6)))) == 6
+
+
+def test_markdown_images_in_quoted_code_are_text() -> None:
+    assert markdown_image_keys("> ![a](img_1)\n>\n> ```\n> ![b](https://e.com/b.png)\n> ```") == [
+        "img_1"
+    ]
 
 
 # --- images (§4.5) ------------------------------------------------------------------------------

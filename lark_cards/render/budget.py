@@ -56,9 +56,17 @@ def pack(
     max_components = max(1, budget.max_components - reserved_components)
     cards = [_Card([])]
     for piece in pieces:
-        for part in piece.split(available) if _size(piece) > available else [piece]:
+        for part in _fitting(piece, available, budget.max_tables):
             _place(cards, part, available, max_components, budget.max_tables)
     return [card.pieces for card in cards]
+
+
+def _fitting(piece: Piece, available: int, max_tables: int) -> list[Piece]:
+    """``piece`` as parts that each fit a card: split by bytes, and prose holding more tables
+    than a card may (a retry after 230099 asks for fewer) split between its tables."""
+    if isinstance(piece, MarkdownPiece) and piece.tables > max_tables:
+        return piece.split(available, max_tables=max(1, min(max_tables, MAX_TABLES_PER_MARKDOWN)))
+    return piece.split(available) if _size(piece) > available else [piece]
 
 
 def _place(

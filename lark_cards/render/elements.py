@@ -57,7 +57,7 @@ def inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
         if at_line_start and child.type == "text":
             text = escape_line_start(text)
         out.append(text)
-        at_line_start = child.type in ("softbreak", "hardbreak")
+        at_line_start = text == "\n"  # after a soft or hard break, and after a <br> tag too
     return "".join(out)
 
 
@@ -303,9 +303,9 @@ def _pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[Piece]:
         return [ComponentPiece({"tag": "img", "img_key": key, "alt": alt_text})]
     if node.type in ("bullet_list", "ordered_list", "blockquote") and _holds_table(node):
         # Tables in a list or a quote stay markdown tables, which count toward the card's table
-        # budget and the element's (§5.4): one piece per item or quoted block, cut again before
-        # each further table, lets the packer spread them over cards. Merged, the pieces give
-        # back the text the whole list or quote renders to.
+        # budget and the element's (§5.4): one piece per item or quoted block, cut again between
+        # its tables (one to a piece, so even ``Budget.smaller``'s one per card can be met),
+        # lets the packer spread them over cards. Merged, the pieces give back the same text.
         return [
             part
             for piece in _children_pieces(node, ctx)

@@ -3,12 +3,14 @@
 A reply can be far larger than one card (logs, 200-row tables). Splitting happens on these
 pieces, never on raw text: prose splits between lines, a code block splits between lines with
 its fence repeated on every part, a table splits between rows with its header repeated, so each
-part stays valid markdown / a valid component (reference/feishu-platform.md §5.4).
+part stays valid markdown / a valid component (reference/feishu-platform.md §5.4). Prose also
+splits between the pipe tables nested in it, at most four to a part (§5.4, 230099).
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -64,16 +66,17 @@ class MarkdownPiece:
         return {"tag": "markdown", "content": _standalone(self.content)}
 
     def plain(self) -> str:
-        return html.unescape(re.sub(r"</?(?:font|text_tag|at)[^>]*>", "", self.content))
+        text = _standalone(self.content)
+        return html.unescape(re.sub(r"</?(?:font|text_tag|at)[^>]*>", "", text))
 
     def merged(self, other: MarkdownPiece) -> MarkdownPiece:
         content = f"{self.content}{other.joint}{other.content}"
         return MarkdownPiece(content, self.tables + other.tables, self.joint)
 
     def split(self, budget: int, max_tables: int = MAX_TABLES_PER_MARKDOWN) -> list[Piece]:
-        """Parts of at most ``budget`` bytes and at most ``max_tables`` pipe tables each (cut
-        before a table when the part has enough, whatever its size), tables recounted per part;
-        a table cut between rows repeats its header rows."""
+        """Parts of at most ``budget`` bytes and ``max_tables`` pipe tables each — a part with
+        that many tables ends after the last, however small it is — with their tables counted
+        again (``markdown_tables``). A table cut between rows repeats its header rows."""
         parts: list[Piece] = []
         chunks = _markdown_chunks(self.content, budget - _overhead(self.element()), max_tables)
         for index, (joint, chunk) in enumerate(chunks):
@@ -225,34 +228,37 @@ def _cut(line: str, budget: int) -> list[str]:
 
 
 _LINE_BREAK = re.compile(r"\r\n|[\n\r]")
-# Blank lines (in a quote: only its markers) and the line break before them, at the end of a
-# chunk, or after them, at its start: moved into the joint.
-_TRAILING_BLANKS = re.compile(r"(?:(?:\r\n|[\n\r])[ \t>]*)+\Z")
-_LEADING_BLANKS = re.compile(r"\A(?:[ \t>]*(?:\r\n|[\n\r]))+")
 
 
 def _markdown_chunks(content: str, budget: int, max_tables: int) -> list[tuple[str, str]]:
     """``content`` cut between lines into ``(joint, chunk)`` pairs of at most ``budget`` bytes
     and ``max_tables`` pipe tables each. A table's header and delimiter rows stay together, and
-    a chunk that starts among a table's rows starts with a copy of them; apart from those
-    copies, the joints and chunks concatenated give back ``content``."""
+    a chunk that starts among a table's rows starts with a copy of them (and its joint is a
+    blank line); apart from those, the joints and chunks concatenated give back ``content``."""
     budget, max_tables = max(budget, 64), max(max_tables, 1)
     lines = content.splitlines(keepends=True)
-    tables = pipe_tables(content)
-    starts = {header: delimiter for header, delimiter, _ in tables}
+    tables = pipe_tables(content)  # the validator's own scan: the counts cannot disagree
+    headers = {header for header, _, _ in tables}
     rows = {row: (h, d) for h, d, end in tables for row in range(d + 1, end)}
+    # A chunk with enough tables ends where its last table does: what follows, up to the next
+    # table, most likely introduces that one.
+    ends = {end for (_, _, end), (header, _, _) in itertools.pairwise(tables) if end <= header}
     chunks: list[list[str]] = [[]]
     used = count = 0
-    for number, part, at_line_start in _units(lines, starts, budget):
+    for number, part, at_line_start in _units(lines, headers, budget):
         cost = wire_size(part) + 2
-        starts_table = at_line_start and number in starts
-        if chunks[-1] and (used + cost > budget or (starts_table and count >= max_tables)):
+        starts_table = at_line_start and number in headers
+        full = at_line_start and (starts_table or number in ends) and count >= max_tables
+        if chunks[-1] and (used + cost > budget or full):
             chunks.append([])
             used = count = 0
-            header = rows.get(number) if at_line_start else None
-            if header is not None:
-                repeated = lines[header[0]] + lines[header[1]]
+            header, delimiter = rows.get(number, (None, None)) if at_line_start else (None, None)
+            if header is not None and delimiter is not None:
+                repeated = lines[header] + lines[delimiter]
                 if wire_size(repeated) <= budget // 2:
+                    # Merged again, the parts stay two tables: a blank line (in the quote) first.
+                    quotes = lines[header][: -len(lines[header].lstrip(" \t>"))].count(">")
+                    chunks[-2].append(">" * quotes + "\n")
                     chunks[-1].append(repeated)
                     used, count = wire_size(repeated) + 2, 1
         chunks[-1].append(part)
@@ -261,16 +267,14 @@ def _markdown_chunks(content: str, budget: int, max_tables: int) -> list[tuple[s
     return _joints(["".join(chunk) for chunk in chunks])
 
 
-def _units(
-    lines: list[str], starts: dict[int, int], budget: int
-) -> Iterator[tuple[int, str, bool]]:
+def _units(lines: list[str], headers: set[int], budget: int) -> Iterator[tuple[int, str, bool]]:
     """``(line number, text, whether it starts the line)``: a table's header row with its
     delimiter row, any other line, or the parts of a line too long for one chunk."""
     number = 0
     while number < len(lines):
         line = lines[number]
-        if starts.get(number) == number + 1 and wire_size(line + lines[number + 1]) < budget:
-            yield number, line + lines[number + 1], True
+        if number in headers and wire_size(pair := line + lines[number + 1]) + 2 <= budget:
+            yield number, pair, True
             number += 2
             continue
         body = _LINE_BREAK.split(line, maxsplit=1)[0]
@@ -283,32 +287,38 @@ def _units(
 
 def _joints(chunks: list[str]) -> list[tuple[str, str]]:
     """Pair every chunk with the text that joins it to the chunk before: the line break, and
-    any blank lines, around the cut. Chunks left empty are dropped."""
+    any blank lines, at the cut. A chunk left with nothing but blank lines joins the joint."""
     pairs: list[tuple[str, str]] = []
     joint = ""
     for index, chunk in enumerate(chunks):
-        if index:
-            lead = _LEADING_BLANKS.match(chunk)
-            if lead:
-                joint, chunk = joint + lead.group(), chunk[lead.end() :]
-        if index < len(chunks) - 1:
-            trail = _TRAILING_BLANKS.search(chunk)
-            if trail:
-                chunk, after = chunk[: trail.start()], trail.group()
-            else:
-                after = ""
+        lines = chunk.splitlines(keepends=True)
+        first, last = 0, len(lines)
+        while index and first < last and _blank(lines[first]):
+            first += 1
+        cut_after = index < len(chunks) - 1
+        while cut_after and last > first and _blank(lines[last - 1]):
+            last -= 1
+        head, body = "".join(lines[:first]), "".join(lines[first:last])
+        if cut_after:
+            body = body.removesuffix("\n").removesuffix("\r")
+        tail = chunk[len(head) + len(body) :]
+        if body:
+            pairs.append((joint + head, body))
+            joint = tail
         else:
-            after = ""
-        if chunk or not pairs:
-            pairs.append((joint, chunk))
-            joint = ""
-        joint += after
-    return pairs
+            joint += chunk
+    return pairs or [("", "".join(chunks))]
+
+
+def _blank(line: str) -> bool:
+    """A blank line, or in a quote one with nothing but its markers."""
+    return not line.strip(" \t>\r\n")
 
 
 # A list item's continuation lines are indented four spaces (``elements._list_item``), quote
 # lines start with "> "; a line's container prefix is a run of those tokens.
 _CONTAINER_TOKEN = re.compile(r"    |> ")
+_FIRST_TEXT_LINE = re.compile(r"^[ \t>]*[^ \t>\r\n].*", re.MULTILINE)
 
 
 def _tokens(line: str) -> list[str]:
@@ -328,14 +338,14 @@ def _standalone(content: str) -> str:
     markers; the lines after it lose the same for as long as they stay inside those containers
     (a line outside one, such as the next list item, means no later line is inside it).
     """
-    first = next((line for line in content.split("\n") if line.strip(" \t>")), "")
-    prefix = _tokens(first)
+    first = _FIRST_TEXT_LINE.search(content)
+    prefix = _tokens(first.group()) if first else []
     if "    " not in prefix:
         return content
     out = []
     depth = len(prefix)  # how many of the prefix's containers the lines are still inside
     for line in content.splitlines(keepends=True):
-        if not line.strip(" \t>\r\n"):  # a blank line: only quote markers matter
+        if _blank(line):  # only its quote markers matter
             out.append(line.lstrip(" \t"))
             continue
         matched = at = 0
