@@ -173,8 +173,11 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
         waited for too, until the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
-        inbound = asyncio.wrap_future(self._inbound.submit(lambda: None))  # FIFO: all before it
-        await asyncio.wait([inbound], timeout=self.settings.shutdown_timeout)
+        try:  # FIFO: this runs once every event acked before it reached Errbot
+            inbound = asyncio.wrap_future(self._inbound.submit(lambda: None))
+            await asyncio.wait([inbound], timeout=self.settings.shutdown_timeout)
+        except RuntimeError:  # shutdown() already closed it (Errbot's !restart)
+            pass
         while pending := {task for task in self._tasks if not task.done()}:
             remaining = deadline - loop.time()
             if remaining <= 0:

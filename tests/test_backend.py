@@ -225,8 +225,14 @@ def test_messages_without_a_question_are_sent_to_the_chat_or_person(running):
     running.send(LarkPerson(ALICE), "to alice")
     running.send(LarkRoomOccupant(ALICE, LarkRoom(GROUP)), "to alice in ops")
     wait_for_send(running.client, 3)
-    targets = [(args[0], kwargs["receive_id_type"]) for _, args, kwargs in running.client.calls]
-    assert targets == [(GROUP, "chat_id"), (ALICE, "open_id"), (GROUP, "chat_id")]
+    sent = [
+        (args[0], kwargs["receive_id_type"], args[2]) for _, args, kwargs in running.client.calls
+    ]
+    targets = sorted((to, kind) for to, kind, _ in sent)
+    assert targets == sorted([(GROUP, "chat_id"), (ALICE, "open_id"), (GROUP, "chat_id")])
+    # Order is kept per chat (different chats may overtake each other).
+    in_group = [card["body"]["elements"][0]["content"] for to, _, card in sent if to == GROUP]
+    assert in_group == ["to the room", "to alice in ops"]
 
 
 def test_send_before_connecting_is_logged_not_raised(backend, caplog):
@@ -300,3 +306,18 @@ async def test_shutdown_drains_pending_sends_within_the_bound(backend):
     await asyncio.sleep(0)
     assert quick.done()
     assert stuck.cancelled()
+
+
+def test_a_slow_to_render_reply_is_not_overtaken_in_its_chat(running):
+    big = "\n\n".join(f"paragraph {i} " + "word " * 40 for i in range(1500))  # several cards
+    running.send(LarkRoom(GROUP), big)
+    running.send(LarkRoom(GROUP), "small and quick")
+    for _ in range(1000):
+        calls = running.client.calls
+        if calls and calls[-1][1][2]["body"]["elements"][0]["content"] == "small and quick":
+            break
+        threading.Event().wait(0.01)
+    contents = [args[2]["body"]["elements"][0]["content"] for _, args, _ in running.client.calls]
+    assert len(contents) > 2
+    assert contents[-1] == "small and quick"
+    assert all("small and quick" not in content for content in contents[:-1])
