@@ -56,6 +56,9 @@ T = TypeVar("T")
 # Errbot slices raw markdown every MESSAGE_SIZE_LIMIT characters before send_message sees it,
 # which cuts code blocks and tables in half; the renderer splits structurally instead.
 MESSAGE_SIZE_LIMIT = 1_000_000
+# Events acked but not yet handed to Errbot (design: a bounded queue). Past this, the webhook
+# answers 429 and Feishu delivers the event again later instead of it waiting in memory.
+INBOUND_BACKLOG = 1000
 
 
 class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
@@ -76,6 +79,8 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
         self._stop: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inbound = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lark-in")
+        self._backlog = 0  # events acked but not yet handed to Errbot
+        self._backlog_lock = threading.Lock()
         self.directory = CachedDirectory(self._fetch_user, self._fetch_chat)
         LarkPerson.directory = self.directory
         LarkRoom.directory = self.directory
@@ -144,7 +149,13 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
 
     async def _start_server(self) -> web.AppRunner:
         dedup = TTLSet(self.settings.dedup_ttl, self.settings.dedup_max_entries)
-        app = create_app(self.settings, self._dispatch, dedup=dedup, respond=answer_callback)
+        app = create_app(
+            self.settings,
+            self._dispatch,
+            dedup=dedup,
+            respond=answer_callback,
+            busy=lambda: self._backlog >= INBOUND_BACKLOG,
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
@@ -234,9 +245,18 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
 
     def _dispatch(self, envelope: Envelope) -> None:
         """Called on the loop by the webhook after the ack; must return at once."""
+        with self._backlog_lock:  # the loop counts up, the inbound worker counts down
+            self._backlog += 1
         self._inbound.submit(self._handle_envelope, envelope)
 
     def _handle_envelope(self, envelope: Envelope) -> None:
+        try:
+            self._handle_event(envelope)
+        finally:
+            with self._backlog_lock:
+                self._backlog -= 1
+
+    def _handle_event(self, envelope: Envelope) -> None:
         try:
             if envelope.event_type == MESSAGE_RECEIVE:
                 self._handle_message(parse_message(envelope), envelope.event.get("message"))

@@ -321,3 +321,14 @@ def test_a_slow_to_render_reply_is_not_overtaken_in_its_chat(running):
     assert len(contents) > 2
     assert contents[-1] == "small and quick"
     assert all("small and quick" not in content for content in contents[:-1])
+
+
+def test_the_inbound_backlog_is_counted_for_the_webhook_bound(backend, monkeypatch):
+    release = threading.Event()
+    monkeypatch.setattr(backend, "_handle_event", lambda envelope: release.wait(5))
+    for _ in range(3):
+        backend._dispatch(envelope("p2p_text"))
+    assert backend._backlog == 3
+    release.set()
+    backend._inbound.submit(lambda: None).result(5)  # FIFO: runs after the three
+    assert backend._backlog == 0

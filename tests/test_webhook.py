@@ -342,3 +342,20 @@ async def test_rejections_never_log_secrets(bot: Bot, caplog: pytest.LogCaptureF
     secrets = (TOKEN, ENCRYPT_KEY, "attacker-token-value", "f" * 64, headers["X-Lark-Signature"])
     assert not [secret for secret in secrets if secret in text]
     assert json.loads(body)["encrypt"][:20] not in text
+
+
+async def test_a_full_backlog_answers_429_without_recording_the_event():
+    """Busy is not bad input: 429 (never a 5xx), nothing recorded, so the retry is taken."""
+    busy = True
+    dispatched: list[Envelope] = []
+    app = create_app(PLAIN, dispatched.append, busy=lambda: busy)
+    body = plain_body(load("p2p_text"))
+    async with TestClient(TestServer(app)) as client:
+        async with client.post(PATH, data=body) as refused:
+            assert refused.status == 429
+            assert (await refused.json())["error"]
+        busy = False
+        async with client.post(PATH, data=body) as accepted:  # Feishu's retry, same event_id
+            assert (accepted.status, await accepted.json()) == OK
+        await asyncio.sleep(0)
+    assert len(dispatched) == 1

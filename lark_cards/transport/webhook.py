@@ -196,12 +196,14 @@ class _EventHandler:
         dedup: DedupStore,
         clock: Callable[[], float],
         respond: Respond | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._dispatch = dispatch
         self._dedup = dedup
         self._clock = clock
         self._respond = respond
+        self._busy = busy
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()  # over client_max_size → HTTPRequestEntityTooLarge → 413
@@ -213,6 +215,11 @@ class _EventHandler:
             return _error(exc.status, exc.reason)
         if isinstance(callback, UrlVerification):
             return web.json_response({"challenge": callback.challenge})
+        if self._busy is not None and self._busy():
+            # A full backlog: refuse before recording the event, so Feishu's retry (15 s
+            # later, §1.8) is taken then. 429, not a 5xx: the input is fine, we are busy.
+            log.warning("inbound backlog full: event %s refused for a retry", callback.event_id)
+            return _error(429, "busy, retry later")
         duplicate = self._dedup.seen(*dedup_keys(callback))
         if duplicate:
             log.debug("duplicate event %s (%s)", callback.event_id, callback.event_type)
@@ -283,6 +290,7 @@ def create_app(
     dedup: DedupStore | None = None,
     clock: Callable[[], float] = time.time,
     respond: Respond | None = None,
+    busy: Callable[[], bool] | None = None,
 ) -> web.Application:
     """Build the webhook app: ``POST settings.path`` for events, ``GET /healthz``.
 
@@ -296,6 +304,9 @@ def create_app(
     (``{"toast": {...}, "card": {...}}``, §6.1; None → ``{}``). It runs inside the request on
     the loop, so it must be fast and must not block; since a retry calls it again, it should
     be a pure function of the envelope. The callback is still dispatched, once.
+
+    ``busy`` (optional) bounds the backend's inbound backlog: while it returns True, verified
+    events are answered 429 without being recorded, and Feishu delivers them again later.
     """
     if dedup is None:
         dedup = TTLSet(settings.dedup_ttl, settings.dedup_max_entries)
@@ -308,7 +319,7 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_json_errors])
     app[SETTINGS_KEY] = settings
     app[DEDUP_KEY] = dedup
-    handler = _EventHandler(settings, dispatch, dedup, clock, respond)
+    handler = _EventHandler(settings, dispatch, dedup, clock, respond, busy)
     app.router.add_post(settings.path, handler.handle)
     app.router.add_get("/healthz", _healthz)
     return app
