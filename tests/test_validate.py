@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lark_cards.render.scan import markdown_image_keys, markdown_tables, pipe_tables
 from lark_cards.render.validate import (
     CARD_TOO_LARGE,
     INVALID_CONTENT,
@@ -23,9 +24,6 @@ from lark_cards.render.validate import (
     card_size,
     count_components,
     count_tables,
-    markdown_image_keys,
-    markdown_tables,
-    pipe_tables,
     validate_card,
 )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
-from lark_cards.render.validate import markdown_tables, pipe_tables
+from lark_cards.render.scan import markdown_tables, pipe_tables
 
 
 def wire_size(value: Any) -> int:

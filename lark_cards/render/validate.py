@@ -18,7 +18,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Also re-exported: the sandbox, api layer, templates and tests import these from here.
 from lark_cards.render.cardspec import (
     BEHAVIOR_KEYS,
     BODY_KEYS,
@@ -53,6 +52,9 @@ from lark_cards.render.cardspec import (
     Limits,
 )
 
+# Also re-exported: the sandbox, api layer, templates and tests import these from here.
+from lark_cards.render.scan import markdown_image_keys, markdown_tables
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -61,18 +63,6 @@ class Problem:
     code: int  #: Feishu's error code for this rejection
     path: str  #: where, e.g. ``body.elements[3].rows[0]`` ("" = the card itself)
     message: str
-
-
-# GFM pipe tables in a markdown element count toward the table limit (§5.4, UNCONFIRMED), and
-# ``![alt](key)`` there needs an uploaded img_ key as much as an img component does (§5.6).
-# Both are found in quotes and in lists too: a line is read after its container prefix, the
-# blockquote markers and indentation that put it there (the renderer indents lists by four
-# spaces, so a fence may be indented more than the three spaces CommonMark allows at the top).
-_CONTAINER = " \t>"  # the characters of a container prefix
-_FENCE = re.compile(r"`{3,}|~{3,}")
-_DELIMITER_ROW = re.compile(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
-_CODE_SPAN = re.compile(r"(`+).+?\1")
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*([^)\s]+)")
 
 
 def card_size(card: Mapping[str, Any]) -> int:
@@ -105,57 +95,6 @@ def count_components(card: Mapping[str, Any]) -> int:
     reading (which objects Feishu counts exactly is UNCONFIRMED).
     """
     return sum(1 for _ in _tagged(dict(card)))
-
-
-def _prose_lines(markdown: str) -> Iterator[tuple[int, str]]:
-    """``(number, line)`` for the lines of ``markdown`` (``str.splitlines``) outside fenced code
-    blocks, where syntax is live; each line without its container prefix (see ``_CONTAINER``)."""
-    fence, depth = "", 0  # the open fence, and how many quotes deep it opened
-    for number, line in enumerate(markdown.splitlines()):
-        text = line.lstrip(_CONTAINER)
-        quotes = line[: len(line) - len(text)].count(">")
-        if fence and quotes < depth:
-            fence = ""  # a line outside the quote ends the quote, and the code in it
-        match = _FENCE.match(text)
-        if fence:
-            closes = match and quotes == depth and match.group().startswith(fence)
-            fence = "" if closes else fence
-        elif match:
-            fence, depth = match.group(), quotes
-        else:
-            yield number, text
-
-
-def pipe_tables(markdown: str) -> list[tuple[int, int, int]]:
-    """Every GFM pipe table in ``markdown`` — top level, quoted or in a list — as line numbers
-    (``str.splitlines``): its header row, its delimiter row and the end of its body rows
-    (exclusive). The one table scanner: the validator counts with it and ``MarkdownPiece``
-    splits with it, so a split cannot disagree with the check.
-    """
-    tables: list[tuple[int, int, int]] = []
-    previous = -1, ""  # the line before, if it is prose
-    for number, line in _prose_lines(markdown):
-        header = previous[1] if previous[0] == number - 1 else ""
-        if "|" in line and "|" in header and _DELIMITER_ROW.fullmatch(line):
-            tables.append((number - 1, number, number + 1))
-        elif tables and tables[-1][2] == number and "|" in line:
-            tables[-1] = (*tables[-1][:2], number + 1)  # one more body row
-        previous = number, line
-    return tables
-
-
-def markdown_tables(markdown: str) -> int:
-    """How many GFM pipe tables ``markdown`` holds (a header row, then a delimiter row)."""
-    return len(pipe_tables(markdown))
-
-
-def markdown_image_keys(markdown: str) -> list[str]:
-    """The image keys of ``![alt](key)`` in ``markdown``, outside code."""
-    return [
-        key
-        for _, line in _prose_lines(markdown)
-        for key in _MD_IMAGE.findall(_CODE_SPAN.sub("", line))
-    ]
 
 
 def count_tables(card: Mapping[str, Any]) -> int:
