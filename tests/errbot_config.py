@@ -24,3 +24,24 @@ def errbot_config(tmp_path: Path, **identity: Any) -> ModuleType:
     config.BOT_IDENTITY = {"app_id": "cli_test", "app_secret": "s3cret", **identity}
     bot_config_defaults(config)
     return config
+
+
+BOT_OPEN_ID = "ou_bot00000000000000000000000000000"
+
+
+class NoPlugins:
+    """Errbot's send path asks the plugin manager for callback_botmessage receivers."""
+
+    def get_all_active_plugins(self) -> list[Any]:
+        return []
+
+
+def offline_backend(config: ModuleType) -> Any:
+    """A LarkCardsBackend as after connecting (bot identity known), without a loop or plugins."""
+    from lark_cards.backend import LarkCardsBackend
+    from lark_cards.identifiers import LarkPerson
+
+    bot = LarkCardsBackend(config)
+    bot.bot_identifier = LarkPerson(BOT_OPEN_ID, name="ChatOps Bot")
+    bot.attach_plugin_manager(NoPlugins())
+    return bot

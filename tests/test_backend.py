@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from errbot.backends.base import Message
-from errbot_config import errbot_config
+from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
 
 from lark_cards.backend import LarkCardsBackend
 from lark_cards.events import parse_callback
@@ -21,7 +21,7 @@ from lark_cards.outbound import Sender
 from lark_cards.render import render_reply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-BOT = "ou_bot00000000000000000000000000000"
+BOT = BOT_OPEN_ID
 ALICE = "ou_alice000000000000000000000000000"
 SENDER = "ou_84aad35d084aa403a838cf73ee18467"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
@@ -61,34 +61,18 @@ class FakeClient:
         return [{"chat_id": GROUP, "name": "ops"}, {"chat_id": "oc_two", "name": "dev"}]
 
 
-class NoPlugins:
-    """Errbot's send path asks the plugin manager for callback_botmessage receivers."""
-
-    def get_all_active_plugins(self) -> list[Any]:
-        return []
-
-
 @pytest.fixture
 def backend(tmp_path: Path) -> LarkCardsBackend:
-    bot = LarkCardsBackend(errbot_config(tmp_path))
-    bot.bot_identifier = LarkPerson(BOT, name="ChatOps Bot")
-    bot.attach_plugin_manager(NoPlugins())
-    return bot
+    return offline_backend(errbot_config(tmp_path))
 
 
 @pytest.fixture
-def running(backend: LarkCardsBackend):
+def running(backend: LarkCardsBackend, loop: asyncio.AbstractEventLoop) -> LarkCardsBackend:
     """The backend with its loop running in a thread, as during serve_once."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="lark-loop", daemon=True)
-    thread.start()
     backend._loop = loop
     backend.client = FakeClient()  # type: ignore[assignment]
     backend.sender = Sender(backend.client, backend.render_options, upload_images=False)
-    yield backend
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    return backend
 
 
 def envelope(name: str):

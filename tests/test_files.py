@@ -8,7 +8,7 @@ import io
 import json
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +17,7 @@ from unittest import mock
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from api_fakes import BASE, calls
 from errbot.backends.base import (
     STREAM_ERROR,
     STREAM_SUCCESSFULLY_TRANSFERED,
@@ -40,38 +41,13 @@ from lark_cards.files import (
 from lark_cards.identifiers import LarkPerson, LarkRoom
 from lark_cards.outbound import Target
 
-BASE = "https://open.feishu.test"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 ALICE = "ou_alice000000000000000000000000000"
 MSG = "om_file000000000000000000000000001"
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-TOKEN = {"code": 0, "msg": "ok", "tenant_access_token": "t-1", "expire": 7200}
 SEND_RE = re.compile(rf"^{re.escape(BASE)}/open-apis/im/v1/messages\?receive_id_type=")
 SENT = {"code": 0, "msg": "success", "data": {"message_id": "om_sent"}}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
-
-@pytest.fixture
-def m(api_mock: aioresponses) -> aioresponses:
-    api_mock.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
-    return api_mock
-
-
-@pytest.fixture
-async def client(m: aioresponses) -> AsyncIterator[LarkClient]:
-    lark = LarkClient(app_id="cli_test", app_secret="s", base_url=BASE, jitter=lambda: 0.0)
-    await lark.start()
-    yield lark
-    await lark.close()
-
-
-def calls(m: aioresponses, method: str, path: str) -> list[Any]:
-    return [
-        call
-        for (verb, url), recorded in m.requests.items()
-        if verb == method and url.path == path
-        for call in recorded
-    ]
 
 
 def form_fields(form: aiohttp.FormData) -> dict[str, tuple[Any, str | None]]:
@@ -216,17 +192,6 @@ def test_file_types_by_extension():
 
 
 # ----- Errbot streams -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="lark-loop", daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 class Recorder:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from errbot.backends.base import Message
-from errbot_config import errbot_config
+from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
 from render_checks import check_cards, words
 
 from lark_cards.api import CARD_REJECTED, LarkAPIError
@@ -32,7 +32,7 @@ from lark_cards.render import (
 from lark_cards.render.validate import count_tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-BOT = "ou_bot00000000000000000000000000000"
+BOT = BOT_OPEN_ID
 ALICE = "ou_alice000000000000000000000000000"
 SENDER = "ou_84aad35d084aa403a838cf73ee18467"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
@@ -322,17 +322,9 @@ async def test_new_messages_use_send_with_the_receive_id_type():
     assert (call.api, call.to, call.kwargs) == ("send", ALICE, {"receive_id_type": "open_id"})
 
 
-class NoPlugins:
-    def get_all_active_plugins(self) -> list[Any]:
-        return []
-
-
 @pytest.fixture
 def backend(tmp_path: Path) -> LarkCardsBackend:
-    bot = LarkCardsBackend(errbot_config(tmp_path))
-    bot.bot_identifier = LarkPerson(BOT, name="ChatOps Bot")
-    bot.attach_plugin_manager(NoPlugins())
-    return bot
+    return offline_backend(errbot_config(tmp_path))
 
 
 def question(backend: LarkCardsBackend, name: str) -> Message:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aioresponses import aioresponses
+from api_fakes import BASE, calls
 from errbot.backends.base import REACTION_ADDED, REACTION_REMOVED
 
-from lark_cards.api import LarkAPIError, LarkClient
+from lark_cards.api import LarkAPIError
 from lark_cards.events import Envelope, EventError, parse_callback
 from lark_cards.identifiers import LarkPerson
 from lark_cards.reactions import (
@@ -23,7 +22,6 @@ from lark_cards.reactions import (
     reaction_from_event,
 )
 
-BASE = "https://open.feishu.test"
 APP_ID = "cli_9f5343c580712544"
 BOT = "ou_bot00000000000000000000000000000"
 USER = "ou_84aad35d084aa403a838cf73ee18467"
@@ -31,31 +29,7 @@ MSG = "om_dc13264520392913993dd051dba21dcf"
 REACTIONS = f"/open-apis/im/v1/messages/{MSG}/reactions"
 REACTIONS_RE = re.compile(rf"^{re.escape(BASE + REACTIONS)}(\?.*)?$")
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-TOKEN = {"code": 0, "msg": "ok", "tenant_access_token": "t-1", "expire": 7200}
 OK: dict[str, Any] = {"code": 0, "msg": "success", "data": {}}
-
-
-@pytest.fixture
-def m(api_mock: aioresponses) -> aioresponses:
-    api_mock.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
-    return api_mock
-
-
-@pytest.fixture
-async def client(m: aioresponses) -> AsyncIterator[LarkClient]:
-    lark = LarkClient(app_id=APP_ID, app_secret="s", base_url=BASE, jitter=lambda: 0.0)
-    await lark.start()
-    yield lark
-    await lark.close()
-
-
-def calls(m: aioresponses, method: str, path: str) -> list[Any]:
-    return [
-        call
-        for (verb, url), recorded in m.requests.items()
-        if verb == method and url.path == path
-        for call in recorded
-    ]
 
 
 def reaction(reaction_id: str, emoji: str, operator_type: str, operator_id: str) -> dict:

@@ -18,6 +18,7 @@ from unittest import mock
 
 import pytest
 from aioresponses import aioresponses
+from api_fakes import BASE, calls
 from errbot.backends.base import RoomDoesNotExistError, RoomError, RoomNotJoinedError
 
 from lark_cards.api import LarkClient
@@ -28,31 +29,12 @@ from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant, parse
 from lark_cards.members import BOT_ADDED, USER_DELETED, parse_member_event
 from lark_cards.rooms import LarkRoomOperations
 
-BASE = "https://open.feishu.test"
 APP_ID = "cli_test"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 ALICE = "ou_alice000000000000000000000000000"
 BOB = "ou_bob0000000000000000000000000000"
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-TOKEN = {"code": 0, "msg": "ok", "tenant_access_token": "t-1", "expire": 7200}
 OK: dict[str, Any] = {"code": 0, "msg": "success", "data": {}}
-
-
-@pytest.fixture
-def m(api_mock: aioresponses) -> aioresponses:
-    api_mock.post(f"{BASE}/open-apis/auth/v3/tenant_access_token/internal", payload=TOKEN)
-    return api_mock
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="lark-loop", daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 class Clock:
@@ -88,16 +70,6 @@ def ops(m: aioresponses, loop: asyncio.AbstractEventLoop, clock: Clock) -> Itera
     yield operations
     LarkRoom.ops, LarkRoom.directory, LarkPerson.directory = saved
     asyncio.run_coroutine_threadsafe(client.close(), loop).result(5)
-
-
-def calls(m: aioresponses, method: str, path: str) -> list[Any]:
-    """Recorded requests to ``path`` (query ignored); the token request is never counted."""
-    return [
-        call
-        for (verb, url), recorded in m.requests.items()
-        if verb == method and url.path == path
-        for call in recorded
-    ]
 
 
 def api_calls(m: aioresponses) -> int:

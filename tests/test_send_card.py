@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from errbot.backends.base import Card, Message
-from errbot_config import errbot_config
+from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
 
 from lark_cards.backend import LarkCardsBackend
 from lark_cards.events import parse_callback, parse_message
@@ -23,7 +23,7 @@ from lark_cards.outbound import Sender
 from lark_cards.render.validate import validate_card
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-BOT = "ou_bot00000000000000000000000000000"
+BOT = BOT_OPEN_ID
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 QUESTION = "om_dc13264520392913993dd051dba21dcf"
 
@@ -43,11 +43,6 @@ class FakeClient:
         return {"message_id": "om_reply"}
 
 
-class NoPlugins:
-    def get_all_active_plugins(self) -> list[Any]:
-        return []
-
-
 Start = Callable[..., LarkCardsBackend]
 
 
@@ -61,9 +56,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
         config = errbot_config(tmp_path)
         if lark_cards:
             config.LARK_CARDS = lark_cards
-        bot = LarkCardsBackend(config)
-        bot.bot_identifier = LarkPerson(BOT, name="ChatOps Bot")
-        bot.attach_plugin_manager(NoPlugins())
+        bot = offline_backend(config)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="lark-loop", daemon=True)
         thread.start()
