@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aioresponses import aioresponses
@@ -19,3 +20,19 @@ def calls(m: aioresponses, method: str, path: str) -> list[Any]:
         if verb == method and url.path == path
         for call in recorded
     ]
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps; sleeps are recorded."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
+from api_fakes import FakeTime
 from yarl import URL
 
 from lark_cards.api import RETRYABLE, LarkAPIError, LarkClient, decode_response
@@ -25,22 +26,6 @@ TOKEN_URL = f"{BASE}/open-apis/auth/v3/tenant_access_token/internal"
 SEND_URL = f"{BASE}/open-apis/im/v1/messages?receive_id_type=chat_id"
 CHAT = "oc_chat1"
 OK = {"code": 0, "msg": "success", "data": {"message_id": "om_1"}}
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; sleeps are recorded."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture

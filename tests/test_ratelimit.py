@@ -5,24 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from api_fakes import FakeTime
 
 from lark_cards.api.ratelimit import KeyedLock, KeyedRateLimiter, RateLimiter
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; sleeps are recorded."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
 
 
 @pytest.fixture
