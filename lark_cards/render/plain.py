@@ -1,0 +1,92 @@
+"""Plain text from a markdown reply: the chat-list preview (``summary``), the ``auto`` mode test
+(``is_plain``) and the words of the last-resort fallback (``plain_text``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+from markdown_it.tree import SyntaxTreeNode
+
+from lark_cards.render.parser import parse
+from lark_cards.render.renderers import RenderContext, html_inline, is_markup_tag
+
+_MARKUP_NODES = {
+    "em",
+    "strong",
+    "s",
+    "link",
+    "image",
+    "code_inline",
+    "fence",
+    "code_block",
+    "heading",
+    "bullet_list",
+    "ordered_list",
+    "blockquote",
+    "table",
+    "hr",
+    "html_block",
+    "html_inline",
+}
+
+
+_TEXT_BLOCKS = {
+    "paragraph",
+    "heading",
+    "list_item",
+    "fence",
+    "code_block",
+    "html_block",
+    "blockquote",
+    "tr",
+    "hr",
+}
+
+
+def plain_text(text: str | SyntaxTreeNode) -> str:
+    """The words of a markdown reply without markup: what a text message can still show."""
+    joined = "".join(_plain_parts(parse(text) if isinstance(text, str) else text))
+    return re.sub(r"\n{3,}", "\n\n", joined).strip("\n")
+
+
+def _plain_parts(tree: SyntaxTreeNode) -> Iterator[str]:
+    for node in tree.walk():
+        if node.type in _TEXT_BLOCKS:
+            yield "\n"
+        if node.type == "text":
+            yield node.content
+        elif node.type == "code_inline":
+            yield html.unescape(node.content)  # as the renderer shows code
+        elif node.type in ("softbreak", "hardbreak"):
+            yield "\n"
+        elif node.type in ("fence", "code_block"):
+            yield html.unescape(node.content)
+        elif node.type == "html_inline":
+            yield html_inline(node, RenderContext()) if is_markup_tag(node) else node.content
+        elif node.type == "html_block":
+            yield node.content
+        elif node.type in ("td", "th"):
+            yield "\t"
+
+
+def is_plain(text: str) -> bool:
+    """True when ``text`` has no markdown at all, so a text message shows it faithfully."""
+    tree = parse(text)
+    if any(node.type in _MARKUP_NODES for node in tree.walk()):
+        return False
+    return plain_text(text).split() == text.split()
+
+
+def summary(tree: SyntaxTreeNode, limit: int = 60) -> str:
+    """The chat-list preview of a card: the first line of words, shortened. Reads only as
+    much of the tree as that line needs."""
+    text = ""
+    for part in _plain_parts(tree):
+        text += part
+        if "\n" in text.lstrip() or len(text) > 4 * limit:
+            break
+    first = next((" ".join(line.split()) for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
