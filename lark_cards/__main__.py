@@ -2,7 +2,7 @@
 
 ``render [FILE|-]`` prints the Feishu cards (card JSON 2.0) that the bot would send for an Errbot
 markdown reply: the quickest way to see, diff or paste into Feishu's card builder what a plugin's
-output becomes, without a bot, an app or a network (design.md §3, "CLI").
+output becomes, without a bot, an app or a network.
 
 Each command is a ``_add_<name>`` function that registers a sub-parser whose ``run(args) -> int``
 does the work; input the user got wrong raises :class:`CommandError`, which becomes exit status 2

@@ -1,17 +1,20 @@
-"""The Errbot backend: Errbot's contract on one side, transport/api/render on the other.
+"""The Errbot backend: Errbot's contract on one side, the stages of the data path on the other.
 
 Threads and loops: ``serve_once`` runs on Errbot's main thread and owns one asyncio loop for the
 aiohttp event server and the Open API client. Errbot calls ``send_message`` from its worker
-threads; those calls cross into the loop with ``asyncio.run_coroutine_threadsafe`` and return at
-once. Incoming events go the other way: the webhook acks, then hands each envelope to a
-single-thread executor so Errbot's synchronous processing never blocks the loop and messages
-are seen in arrival order.
+threads; those calls go to the ``Outbox``, which crosses into the loop through the
+``LoopBridge`` and returns at once. Incoming events go the other way: the transport acks, then
+hands each event to ``Inbound``, whose one worker thread keeps Errbot's synchronous processing
+off the loop and in arrival order.
+
+How a message flows: ``transport`` (bytes → trusted envelope) → ``inbound`` (envelope → Errbot
+call) → Errbot and the plugin → ``outbound`` (reply → target, turn, compose, send) →
+``render`` (markdown → card JSON) → ``api`` (the one request path to Feishu).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import signal
 import threading
@@ -22,33 +25,21 @@ from aiohttp import web
 from errbot.backends.base import ONLINE, Message, Person
 from errbot.core import ErrBot
 
-from lark_cards.api import LarkAPIError, LarkClient
-from lark_cards.bridge import LoopBridge, running_loop
+from lark_cards.api import chats, contacts
+from lark_cards.api.client import LarkClient
+from lark_cards.api.errors import LarkAPIError
+from lark_cards.api.reactions import ReactionBook
+from lark_cards.bridge import LoopBridge
 from lark_cards.directory import CachedDirectory, LookupUnavailableError
-from lark_cards.events import (
-    CARD_ACTION,
-    MESSAGE_RECEIVE,
-    CardAction,
-    Envelope,
-    EventError,
-    MessageReceived,
-    parse_card_action,
-    parse_message,
-)
-from lark_cards.files import StreamSender, incoming_file_extras
-from lark_cards.identifiers import LarkPerson, LarkRoom, parse_identifier
-from lark_cards.inbound import member_callbacks, to_message
-from lark_cards.interactive import ChatKinds, action_message, answer_callback, command_allowed
-from lark_cards.members import MEMBER_EVENTS, parse_member_event
-from lark_cards.outbound import Sender, card_to_replace, target_of
+from lark_cards.identifiers import Identities, LarkPerson, LarkRoom
+from lark_cards.inbound import Inbound
+from lark_cards.outbound import Delivery, Outbox
 from lark_cards.plugin_api import PluginAPI
-from lark_cards.reactions import REACTION_EVENTS, ReactionBook, reaction_from_event
-from lark_cards.render import Outgoing, RenderOptions, render_reply
+from lark_cards.render import RenderOptions
 from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
 from lark_cards.transport.dedup import TTLSet
 from lark_cards.transport.webhook import create_app
-from lark_cards.updates import CardExpiredError, Cards
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,12 +47,9 @@ T = TypeVar("T")
 # Errbot slices raw markdown every MESSAGE_SIZE_LIMIT characters before send_message sees it,
 # which cuts code blocks and tables in half; the renderer splits structurally instead.
 MESSAGE_SIZE_LIMIT = 1_000_000
-# Events acked but not yet handed to Errbot (design: a bounded queue). Past this, the webhook
-# answers 429 and Feishu delivers the event again later instead of it waiting in memory.
-INBOUND_BACKLOG = 1000
 
 
-class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
+class LarkCardsBackend(PluginAPI, ErrBot):
     """Errbot backend for Feishu / Lark that answers with interactive cards."""
 
     def __init__(self, config: Any) -> None:
@@ -72,25 +60,23 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
             log.critical("lark-cards: %s", error)
             raise SystemExit(f"lark-cards: configuration error: {error}") from None
         self.bot_identifier = LarkPerson(self.settings.app_id)
-        self.client: LarkClient | None = None
-        self.sender: Sender | None = None
         self.render_options = RenderOptions.from_settings(self.settings)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.bridge = LoopBridge()
+        self.client: LarkClient | None = None
+        self.delivery: Delivery | None = None
         self._stop: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._inbound = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lark-in")
-        self._backlog = 0  # events acked but not yet handed to Errbot
-        self._backlog_lock = threading.Lock()
         self.directory = CachedDirectory(self._fetch_user, self._fetch_chat)
-        LarkPerson.directory = self.directory
-        LarkRoom.directory = self.directory
+        self.identities = Identities(self.directory)
         self.room_ops = LarkRoomOperations(
-            self._run_request, app_id=self.settings.app_id, remember=self.directory.remember
-        ).install()
+            self._run_request,
+            app_id=self.settings.app_id,
+            identities=self.identities,
+            remember=self.directory.remember,
+        )
+        self.identities.rooms = self.room_ops
         self.reaction_book = ReactionBook(app_id=self.settings.app_id)
-        self.streams = StreamSender(self._submit, self._send_file)
-        self.cards = Cards(self._submit, self._connected_sender)
-        self.chat_kinds = ChatKinds(self.directory.chat)
+        self.outbox = Outbox(self.bridge, self.connected_delivery)
+        self.inbound = Inbound(self)
 
     def set_message_size_limit(
         self, limit: int = MESSAGE_SIZE_LIMIT, hard_limit: int = MESSAGE_SIZE_LIMIT
@@ -106,11 +92,11 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
     def serve_once(self) -> bool:
         """Run the loop until a shutdown is requested (True) or the connection fails (False)."""
         loop = asyncio.new_event_loop()
-        self._loop = loop
+        self.bridge.attach(loop)
         try:
             return loop.run_until_complete(self._serve())
         finally:
-            self._loop = None
+            self.bridge.detach()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -120,13 +106,14 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
         client = LarkClient.from_settings(self.settings)
         await client.start()
         self.client = client
-        self.sender = Sender(client, self.render_options, upload_images=self.settings.upload_images)
+        delivery = Delivery(client, self.render_options, upload_images=self.settings.upload_images)
+        self.delivery = delivery
         runner: web.AppRunner | None = None
         try:
-            bot = await client.bot_info()
+            bot = await contacts.bot_info(client)
             if not bot.get("open_id"):
                 raise LarkAPIError(-1, "bot/v3/info returned no open_id: is the bot enabled?")
-            self.bot_identifier = LarkPerson(bot["open_id"], name=bot.get("app_name"))
+            self.bot_identifier = self.identities.person(bot["open_id"], name=bot.get("app_name"))
             log.info("Connected to %s as %s", self.settings.base_url, self.bot_identifier.nick)
             # Plugins activate before the server opens, so the first event finds its commands.
             await asyncio.get_running_loop().run_in_executor(None, self.connect_callback)
@@ -141,9 +128,9 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
             if runner is not None:
                 await runner.cleanup()  # first stop acking: an acked event is never dropped
             await self._drain()
-            await self.sender.close()
+            await delivery.close()
             await client.close()
-            self.client = self.sender = None
+            self.client = self.delivery = None
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
 
@@ -151,10 +138,10 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
         dedup = TTLSet(self.settings.dedup_ttl, self.settings.dedup_max_entries)
         app = create_app(
             self.settings,
-            self._dispatch,
+            self.inbound.dispatch,
             dedup=dedup,
-            respond=answer_callback,
-            busy=lambda: self._backlog >= INBOUND_BACKLOG,
+            respond=self.inbound.answer,
+            busy=self.inbound.busy,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -166,8 +153,6 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
             self.settings.port,
             self.settings.path,
         )
-        if not (self.settings.encrypt_key or self.settings.verification_token):
-            log.warning("No encrypt_key or verification_token: anyone can post events.")
         return runner
 
     def _install_signal_handlers(self, stop: asyncio.Event) -> list[int]:
@@ -184,12 +169,8 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
         waited for too, until the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
-        try:  # FIFO: this runs once every event acked before it reached Errbot
-            inbound = asyncio.wrap_future(self._inbound.submit(lambda: None))
-            await asyncio.wait([inbound], timeout=self.settings.shutdown_timeout)
-        except RuntimeError:  # shutdown() already closed it (Errbot's !restart)
-            pass
-        while pending := {task for task in self._tasks if not task.done()}:
+        await self.inbound.drain(self.settings.shutdown_timeout)
+        while pending := self.bridge.pending():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 for task in pending:
@@ -201,102 +182,47 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
 
     def shutdown(self) -> None:
         self.request_stop()
-        self._inbound.shutdown(wait=False, cancel_futures=True)
-        self.streams.close()
+        self.inbound.close()
+        self.outbox.close()
         super().shutdown()
 
     def request_stop(self) -> None:
         """Ask ``serve_once`` to return (thread-safe)."""
-        loop, stop = self._loop, self._stop
+        loop, stop = self.bridge.loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
 
     # ----- crossing between Errbot's threads and the loop ---------------------------------------
 
-    def _run_request(self, request: Callable[[LarkClient], Coroutine[Any, Any, Any]]) -> Any:
+    def _run_request(self, request: Callable[[LarkClient], Coroutine[Any, Any, T]]) -> T:
         """One Open API request on the loop, from an Errbot thread (for room operations)."""
-        return self._call(request(self._connected_client()))
+        return self.bridge.call(request(self.connected_client()))
 
     def _fetch_user(self, open_id: str) -> Mapping[str, Any]:
-        return self._lookup(lambda client: client.user_info(open_id))
+        return self._lookup(lambda client: contacts.user_info(client, open_id))
 
     def _fetch_chat(self, chat_id: str) -> Mapping[str, Any]:
-        return self._lookup(lambda client: client.chat_info(chat_id))
+        return self._lookup(lambda client: chats.chat_info(client, chat_id))
 
     def _lookup(
         self, request: Callable[[LarkClient], Coroutine[Any, Any, dict[str, Any]]]
     ) -> Mapping[str, Any]:
-        client, loop = self.client, self._loop
-        if client is None or loop is None or running_loop() is loop:
+        client = self.client
+        if client is None or self.bridge.loop is None or self.bridge.on_loop():
             raise LookupUnavailableError  # never block the loop on a profile lookup
-        return self._call(request(client))
+        return self.bridge.call(request(client))
 
-    def _connected_client(self) -> LarkClient:
+    def connected_client(self) -> LarkClient:
+        """The Open API client of the running connection."""
         if self.client is None:
             raise RuntimeError("lark-cards is not connected")
         return self.client
 
-    def _connected_sender(self) -> Sender:
-        if self.sender is None:
+    def connected_delivery(self) -> Delivery:
+        """The delivery path of the running connection (called on the loop)."""
+        if self.delivery is None:
             raise RuntimeError("lark-cards is not connected")
-        return self.sender
-
-    # ----- incoming -----------------------------------------------------------------------------
-
-    def _dispatch(self, envelope: Envelope) -> None:
-        """Called on the loop by the webhook after the ack; must return at once."""
-        with self._backlog_lock:  # the loop counts up, the inbound worker counts down
-            self._backlog += 1
-        self._inbound.submit(self._handle_envelope, envelope)
-
-    def _handle_envelope(self, envelope: Envelope) -> None:
-        try:
-            self._handle_event(envelope)
-        finally:
-            with self._backlog_lock:
-                self._backlog -= 1
-
-    def _handle_event(self, envelope: Envelope) -> None:
-        try:
-            if envelope.event_type == MESSAGE_RECEIVE:
-                self._handle_message(parse_message(envelope), envelope.event.get("message"))
-            elif envelope.event_type == CARD_ACTION:
-                self._handle_card_action(parse_card_action(envelope))
-            elif envelope.event_type in REACTION_EVENTS:
-                reaction = reaction_from_event(
-                    envelope, self.bot_identifier.open_id, bot_app_id=self.settings.app_id
-                )
-                if reaction is not None:
-                    self.callback_reaction(reaction)
-            elif envelope.event_type in MEMBER_EVENTS:
-                member_callbacks(self, parse_member_event(envelope), self.room_ops)
-            else:
-                log.debug("Ignoring event type %s (%s)", envelope.event_type, envelope.event_id)
-        except EventError as error:
-            log.info("Unreadable %s event %s: %s", envelope.event_type, envelope.event_id, error)
-        except Exception:
-            log.exception("Failed to process event %s", envelope.event_id)
-
-    def _handle_message(self, event: MessageReceived, raw: Any = None) -> None:
-        self.chat_kinds.remember(event.chat_id, event.chat_type)
-        msg, people = to_message(event, self.bot_identifier)
-        if isinstance(raw, Mapping):  # images and files: their keys, for download_file
-            msg.extras.update(incoming_file_extras(event.message_type, raw.get("content")))
-        log.debug("Message %s from %s", event.message_id, msg.frm)
-        self.callback_message(msg)
-        if people:
-            self.callback_mention(msg, people)
-
-    def _handle_card_action(self, action: CardAction) -> None:
-        """A card click: its {"cmd": ...} runs as the clicker, through ACLs (design.md §3)."""
-        msg = action_message(action, self.bot_identifier, self.chat_kinds)
-        if msg is None:
-            log.info("Card action %s has no command to run", action.event_id)
-            return
-        log.debug("Card action %s from %s: %s", action.event_id, msg.frm, msg.body)
-        if msg.extras.get("replace") and not command_allowed(self, msg):
-            msg.extras["replace"] = False  # a refusal goes under the card, never over it
-        self.callback_message(msg)
+        return self.delivery
 
     def is_from_self(self, msg: Message) -> bool:
         return isinstance(msg.frm, LarkPerson) and msg.frm.open_id == self.bot_identifier.open_id
@@ -305,35 +231,7 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
 
     def send_message(self, msg: Message) -> None:
         super().send_message(msg)
-        self._submit_send(self._deliver(msg), msg.to)
-
-    async def _deliver(self, msg: Message) -> None:
-        sender = self._connected_sender()
-        target = target_of(msg)
-        async with sender.in_order(target):
-            images = await sender.image_keys(msg.body)
-            mention = msg.extras.get("mention")
-            # Rendering is pure CPU work: off the loop, so acks and other sends never wait.
-            items = await asyncio.to_thread(
-                render_reply, msg.body, images=images, options=sender.options, mention=mention
-            )
-            card_id = card_to_replace(msg, target)
-            if card_id is not None and items and items[0].msg_type == "interactive":
-                items = await self._replace_card(msg, card_id, items)
-            await sender.send_all(target, items)
-
-    async def _replace_card(
-        self, msg: Message, card_id: str, items: list[Outgoing]
-    ) -> list[Outgoing]:
-        """A button whose value said "replace": the command's first answer takes the clicked
-        card's place (later answers go under it); on failure everything goes under it."""
-        try:
-            await self.cards.patcher().patch(card_id, items[0].content)
-        except (LarkAPIError, CardExpiredError) as error:
-            log.warning("Cannot replace card %s (%s); replying under it", card_id, error)
-            return items
-        msg.parent.extras["replace"] = False
-        return items[1:]
+        self.outbox.send_reply(msg)
 
     def build_reply(
         self, msg: Message, text: str | None = None, private: bool = False, threaded: bool = False
@@ -343,7 +241,7 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
         reply.parent = msg
         if private or msg.is_direct:
             p2p_chat = msg.frm.client if msg.is_direct else None
-            reply.to = LarkPerson(msg.frm.open_id, chat_id=p2p_chat)
+            reply.to = self.identities.person(msg.frm.open_id, chat_id=p2p_chat)
         else:
             reply.to = msg.to
         if private and not msg.is_direct:
@@ -363,17 +261,17 @@ class LarkCardsBackend(LoopBridge, PluginAPI, ErrBot):
     # ----- identifiers and rooms ----------------------------------------------------------------
 
     def build_identifier(self, text_representation: str) -> LarkPerson | LarkRoom:
-        return parse_identifier(text_representation)
+        return self.identities.parse(text_representation)
 
     def query_room(self, room: str) -> LarkRoom:
-        identifier = parse_identifier(room)
+        identifier = self.identities.parse(room)
         if not isinstance(identifier, LarkRoom):
             raise ValueError(f"{room!r} is not a chat id (oc_…)")
         return identifier
 
     def rooms(self) -> list[LarkRoom]:
         """The group chats the bot is a member of."""
-        chats = self._call(self._connected_client().list_chats())
-        for chat in chats:
+        listed = self.bridge.call(chats.list_chats(self.connected_client()))
+        for chat in listed:
             self.directory.remember("chat", chat["chat_id"], chat)
-        return [LarkRoom(chat["chat_id"], name=chat.get("name")) for chat in chats]
+        return [self.identities.room(chat["chat_id"], name=chat.get("name")) for chat in listed]

@@ -1,10 +1,14 @@
 """Crossing between Errbot's worker threads and the backend's one asyncio loop.
 
 Errbot calls the backend from its thread pool; everything that talks to Feishu runs on the
-loop. ``_submit`` hands a coroutine over and returns a future at once (sends: fire and forget,
-failures logged); ``_call`` waits for the result (look-ups, room operations) and refuses to
-run on the loop thread itself, where waiting would deadlock. Every task is tracked so a
-shutdown can wait for pending sends.
+loop. :meth:`LoopBridge.submit` hands a coroutine over and returns a future at once (sends:
+fire and forget, failures logged by :meth:`LoopBridge.submit_send`); :meth:`LoopBridge.call`
+waits for the result (look-ups, room operations) and refuses to run on the loop thread itself,
+where waiting would deadlock. Every task is tracked so a shutdown can wait for pending sends.
+
+Submission order is preserved: ``run_coroutine_threadsafe`` schedules in call order, and a
+coroutine runs up to its first ``await`` before the next one starts — which is what lets the
+delivery path keep one chat's messages in the order plugins sent them.
 """
 
 from __future__ import annotations
@@ -23,18 +27,66 @@ T = TypeVar("T")
 BLOCKING_CALL_TIMEOUT = 75.0
 
 
+class NotConnectedError(RuntimeError):
+    """The backend's loop is not running (before connect, after shutdown)."""
+
+    def __init__(self) -> None:
+        super().__init__("lark-cards is not connected")
+
+
 class LoopBridge:
-    """Mixin for the backend: needs ``_loop`` (the running loop or None) and ``_tasks``."""
+    """The backend's loop as seen from other threads; attached while ``serve_once`` runs."""
 
-    _loop: asyncio.AbstractEventLoop | None
-    _tasks: set[asyncio.Task[Any]]
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def detach(self) -> None:
+        self._loop = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def on_loop(self) -> bool:
+        """True when called on the loop's own thread (where blocking would deadlock)."""
+        return self._loop is not None and running_loop() is self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the loop; :class:`NotConnectedError` when there is none."""
         loop = self._loop
         if loop is None or loop.is_closed():
             coro.close()
-            raise RuntimeError("lark-cards is not connected")
+            raise NotConnectedError
         return asyncio.run_coroutine_threadsafe(self._tracked(coro), loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = BLOCKING_CALL_TIMEOUT) -> T:
+        """Run ``coro`` on the loop and wait for it; only from a thread other than the loop's."""
+        if self.on_loop():
+            coro.close()
+            raise RuntimeError("blocking Feishu call made on the event loop thread")
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # do not leave the work running after telling the caller it failed
+            raise
+
+    def submit_send(self, coro: Coroutine[Any, Any, Any], to: Any) -> None:
+        """Fire and forget a send; a failure is one ERROR line naming the recipient."""
+        try:
+            future = self.submit(coro)
+        except NotConnectedError as error:
+            log.error("Cannot send to %s: %s", to, error)
+            return
+        future.add_done_callback(lambda done: _log_failure(done, to))
+
+    def pending(self) -> set[asyncio.Task[Any]]:
+        """Tasks submitted and not finished yet (on the loop)."""
+        return {task for task in self._tasks if not task.done()}
 
     async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
         task = asyncio.current_task()
@@ -45,27 +97,6 @@ class LoopBridge:
         finally:
             self._tasks.discard(task)
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = BLOCKING_CALL_TIMEOUT) -> T:
-        """Run ``coro`` on the loop and wait for it; only from a thread other than the loop's."""
-        loop = self._loop
-        if loop is not None and running_loop() is loop:
-            coro.close()
-            raise RuntimeError("blocking Feishu call made on the event loop thread")
-        future = self._submit(coro)
-        try:
-            return future.result(timeout)
-        except TimeoutError:
-            future.cancel()  # do not leave the work running after telling the caller it failed
-            raise
-
-    def _submit_send(self, coro: Coroutine[Any, Any, None], to: Any) -> None:
-        try:
-            future = self._submit(coro)
-        except RuntimeError as error:
-            log.error("Cannot send to %s: %s", to, error)
-            return
-        future.add_done_callback(_log_failure)
-
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
     try:
@@ -74,8 +105,8 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+def _log_failure(future: concurrent.futures.Future[Any], to: Any) -> None:
     if future.cancelled():
-        log.warning("A send was cancelled at shutdown")
+        log.warning("A send to %s was cancelled at shutdown", to)
     elif (error := future.exception()) is not None:
-        log.error("Sending failed: %s", error)
+        log.error("Sending to %s failed: %s", to, error)

@@ -2,9 +2,11 @@
 
 Identifiers are plain values (ids plus whatever the event told us) so they pickle into plugin
 storage and compare by id. Profile data Feishu does not put in events (full name, email, chat
-name) is fetched lazily through a ``Directory`` the backend installs on the class, and cached
-there — never in a constructor, so building identifiers costs no API calls
-(err-backend-slackv3 #56).
+name) is fetched lazily through the ``Identities`` that built the identifier (the backend's,
+holding its profile cache and room operations), and cached there — never in a constructor, so
+building identifiers costs no API calls (err-backend-slackv3 issue #56: network I/O in
+``SlackPerson.__init__``). An identifier made without one (``LarkRoom("oc_…")`` in a test, or
+unpickled from plugin storage) reads only what it carries and refuses room changes.
 
 Text forms (``str()`` round-trips through ``build_identifier``)::
 
@@ -16,7 +18,7 @@ Text forms (``str()`` round-trips through ``build_identifier``)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from errbot.backends.base import Person, Room, RoomError, RoomOccupant
 
@@ -39,7 +41,7 @@ class _NoDirectory:
 
 class RoomOperations(Protocol):
     """What a ``LarkRoom`` asks of Feishu; ``lark_cards.rooms.LarkRoomOperations`` is the real
-    one, installed on the class by the backend like ``directory``."""
+    one, held by the backend's ``Identities``."""
 
     def exists(self, room: LarkRoom) -> bool: ...
 
@@ -63,13 +65,13 @@ class RoomOperations(Protocol):
 
 
 class _NoRoomOperations:
-    """Before the backend connects: reads use the directory, changes are refused."""
+    """For identifiers no backend made: there is no one to ask."""
 
     def exists(self, room: LarkRoom) -> bool:
-        return bool(room.directory.chat(room.chat_id))
+        _not_connected()
 
     def joined(self, room: LarkRoom) -> bool:
-        return self.exists(room)
+        _not_connected()
 
     def join(self, room: LarkRoom) -> None:
         _not_connected()
@@ -112,14 +114,20 @@ class LarkPerson(Person):
     ``client``    → the p2p chat_id when the person wrote to the bot directly
     """
 
-    directory: ClassVar[Directory] = _NoDirectory()
-
-    def __init__(self, open_id: str, *, name: str | None = None, chat_id: str | None = None):
+    def __init__(
+        self,
+        open_id: str,
+        *,
+        name: str | None = None,
+        chat_id: str | None = None,
+        identities: Identities | None = None,
+    ) -> None:
         if not open_id:
             raise ValueError("a LarkPerson needs an open_id")
         self._open_id = open_id
         self._name = name or None
         self._chat_id = chat_id
+        self._identities = identities or OFFLINE
 
     @property
     def open_id(self) -> str:
@@ -143,14 +151,22 @@ class LarkPerson(Person):
 
     @property
     def fullname(self) -> str:
-        return str(self.directory.user(self._open_id).get("name") or self._name or "")
+        return str(self._identities.directory.user(self._open_id).get("name") or self._name or "")
 
     @property
     def email(self) -> str:
-        return str(self.directory.user(self._open_id).get("email") or "")
+        return str(self._identities.directory.user(self._open_id).get("email") or "")
 
     def _key(self) -> tuple[str, ...]:
         return ("person", self._open_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Plugin storage pickles identifiers: keep the ids, not the backend's live services.
+        return {k: v for k, v in self.__dict__.items() if k != "_identities"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._identities = OFFLINE
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LarkPerson) and self._key() == other._key()
@@ -169,17 +185,29 @@ class LarkRoom(Room):
     """A Feishu group chat, identified by ``chat_id``; its name comes from the chat API.
 
     Errbot's room methods (join, leave, topic, occupants, invite, ...) are delegated to the
-    ``ops`` object the backend installs, so the identifier itself stays a plain value.
+    room operations of the ``Identities`` that built it, so the identifier stays a value.
     """
 
-    directory: ClassVar[Directory] = _NoDirectory()
-    ops: ClassVar[RoomOperations] = _NoRoomOperations()
-
-    def __init__(self, chat_id: str, *, name: str | None = None):
+    def __init__(
+        self, chat_id: str, *, name: str | None = None, identities: Identities | None = None
+    ) -> None:
         if not chat_id:
             raise ValueError("a LarkRoom needs a chat_id")
         self._chat_id = chat_id
         self._name = name or None
+        self._identities = identities or OFFLINE
+
+    @property
+    def identities(self) -> Identities:
+        """Who answers this room's questions (occupants built from it share it)."""
+        return self._identities
+
+    @property
+    def ops(self) -> RoomOperations:
+        return self._identities.rooms
+
+    __getstate__ = LarkPerson.__getstate__
+    __setstate__ = LarkPerson.__setstate__
 
     @property
     def chat_id(self) -> str:
@@ -187,7 +215,7 @@ class LarkRoom(Room):
 
     @property
     def name(self) -> str:
-        return self._name or str(self.directory.chat(self._chat_id).get("name") or "")
+        return self._name or str(self._identities.directory.chat(self._chat_id).get("name") or "")
 
     @property
     def aclattr(self) -> str:
@@ -244,8 +272,8 @@ class LarkRoom(Room):
 class LarkRoomOccupant(RoomOccupant, LarkPerson):
     """A user speaking in a group chat; ACLs still match on the open_id."""
 
-    def __init__(self, open_id: str, room: LarkRoom, *, name: str | None = None):
-        super().__init__(open_id, name=name, chat_id=room.chat_id)
+    def __init__(self, open_id: str, room: LarkRoom, *, name: str | None = None) -> None:
+        super().__init__(open_id, name=name, chat_id=room.chat_id, identities=room.identities)
         self._room = room
 
     @property
@@ -262,17 +290,51 @@ class LarkRoomOccupant(RoomOccupant, LarkPerson):
         return f"{self._room.chat_id}/{self._open_id}"
 
 
-def parse_identifier(text: str) -> LarkPerson | LarkRoom:
-    """Inverse of ``str()`` for every identifier class (the core of ``build_identifier``)."""
+class Identities:
+    """Builds the identifiers of one backend, bound to its profile cache and room operations.
+
+    Every identifier the backend hands to Errbot or plugins comes from here, so ``fullname``,
+    room names and ``room.join()`` reach that backend's Feishu connection — with no state on
+    the classes, and nothing shared between two backends in one process (tests make dozens).
+    """
+
+    def __init__(
+        self, directory: Directory | None = None, rooms: RoomOperations | None = None
+    ) -> None:
+        self.directory: Directory = directory or _NoDirectory()
+        self.rooms: RoomOperations = rooms or _NoRoomOperations()
+
+    def person(
+        self, open_id: str, *, name: str | None = None, chat_id: str | None = None
+    ) -> LarkPerson:
+        return LarkPerson(open_id, name=name, chat_id=chat_id, identities=self)
+
+    def room(self, chat_id: str, *, name: str | None = None) -> LarkRoom:
+        return LarkRoom(chat_id, name=name, identities=self)
+
+    def occupant(self, open_id: str, chat_id: str, *, name: str | None = None) -> LarkRoomOccupant:
+        return LarkRoomOccupant(open_id, self.room(chat_id), name=name)
+
+    def parse(self, text: str) -> LarkPerson | LarkRoom:
+        """Inverse of ``str()`` for every identifier class (the core of ``build_identifier``)."""
+        return parse_identifier(text, self)
+
+
+# What identifiers made outside a backend use: no lookups, no room changes.
+OFFLINE = Identities()
+
+
+def parse_identifier(text: str, identities: Identities = OFFLINE) -> LarkPerson | LarkRoom:
+    """Inverse of ``str()`` for every identifier class."""
     text = text.strip()
     if "/" in text:
         chat_id, _, open_id = text.partition("/")
         if chat_id.startswith("oc_") and open_id.startswith("ou_"):
-            return LarkRoomOccupant(open_id, LarkRoom(chat_id))
+            return identities.occupant(open_id, chat_id)
     elif text.startswith("ou_") and len(text) > 3:
-        return LarkPerson(text)
+        return identities.person(text)
     elif text.startswith("oc_") and len(text) > 3:
-        return LarkRoom(text)
+        return identities.room(text)
     raise ValueError(
         f"{text!r} is not a Feishu identifier: use an open_id (ou_…), a chat_id (oc_…) "
         "or chat_id/open_id"

@@ -1,71 +1,57 @@
 """What plugins can ask of the Feishu backend beyond plain replies (``self._bot.…``).
 
 A mixin of ``LarkCardsBackend``, kept apart so backend.py stays the Errbot contract and the
-loop. Every method here is called from Errbot's worker threads; each crosses into the loop
-through the backend's ``_submit_send`` (fire and forget, failures logged) or ``_call``
-(waits for the result).
+loop. Every method is a typed forwarder called from Errbot's worker threads: sends go to the
+``Outbox`` (the one delivery path), look-ups and reactions cross into the loop through the
+backend's ``bridge`` and wait for their answer. What the mixin needs from its host is declared
+for the type checker only, so nothing here can stand in for a missing backend method at run
+time.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, BinaryIO
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from errbot.backends.base import Card, Identifier, Message, Stream
 
-from lark_cards.api import LarkClient
-from lark_cards.files import StreamSender, download_resource, send_file
-from lark_cards.identifiers import LarkPerson
-from lark_cards.outbound import Sender, Target, target_of
-from lark_cards.reactions import ReactionBook
-from lark_cards.render import Outgoing, render_card, render_template
-from lark_cards.settings import Settings
-from lark_cards.updates import CardRef, Cards, Progress
+from lark_cards.api.files import download_resource
+from lark_cards.outbound import CardRef, Progress
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from lark_cards.api.client import LarkClient
+    from lark_cards.api.reactions import ReactionBook
+    from lark_cards.bridge import LoopBridge
+    from lark_cards.identifiers import LarkPerson
+    from lark_cards.outbound import Outbox
+
+# Downloads may be 100 MB: longer than the bridge's default wait for a JSON call.
+DOWNLOAD_WAIT = 130.0
 
 
 class PluginAPI:
-    """Native cards, templates, files and reactions for plugins."""
+    """Native cards, templates, buttons, progress, files and reactions for plugins."""
 
-    settings: Settings
-    bot_identifier: LarkPerson
-    reaction_book: ReactionBook
-    streams: StreamSender
-    cards: Cards
+    if TYPE_CHECKING:
+        bot_identifier: LarkPerson
+        bridge: LoopBridge
+        outbox: Outbox
+        reaction_book: ReactionBook
 
-    # Provided by the backend.
-    def _submit_send(self, coro: Coroutine[Any, Any, Any], to: Any) -> None: ...
-    def _call(self, coro: Coroutine[Any, Any, Any], timeout: float = ...) -> Any: ...
-    def _connected_client(self) -> LarkClient: ...
-    def _connected_sender(self) -> Sender: ...
-    def build_reply(
-        self, msg: Message, text: str | None = None, private: bool = False, threaded: bool = False
-    ) -> Message: ...
+        def connected_client(self) -> LarkClient: ...
+
+        def build_reply(
+            self,
+            msg: Message,
+            text: str | None = None,
+            private: bool = False,
+            threaded: bool = False,
+        ) -> Message: ...
 
     def send_card(self, card: Card) -> None:
         """Errbot's ``send_card`` as a native Feishu card: the header takes the title, link
         and colour, ``fields`` become a key/value grid, the body is rendered markdown."""
-        self._submit_send(self._deliver_card(card), card.to)
-
-    async def _deliver_card(self, card: Card) -> None:
-        sender = self._connected_sender()
-        image_urls = [url for url in (card.image, card.thumbnail) if url]
-        images = {**await sender.image_keys(card.body or ""), **await _keys(sender, image_urls)}
-        items = render_card(
-            body=card.body or "",
-            title=card.title or "",
-            summary_text=card.summary or "",
-            link=card.link,
-            image=card.image,
-            thumbnail=card.thumbnail,
-            color=card.color,
-            fields=tuple(card.fields or ()),
-            images=images,
-            options=sender.options,
-        )
-        await sender.send_all(target_of(card), items)
+        self.outbox.send_card(card)
 
     def send_template(
         self,
@@ -80,12 +66,7 @@ class PluginAPI:
             self._bot.send_template(msg.frm, "deploy", {"service": "api"}, in_reply_to=msg)
         """
         msg = Message(frm=self.bot_identifier, to=identifier, parent=in_reply_to)
-        self._submit_send(self._deliver_template(msg, template, dict(context)), identifier)
-
-    async def _deliver_template(self, msg: Message, template: str, context: dict[str, Any]) -> None:
-        sender = self._connected_sender()
-        card = render_template(template, context, sender.options)
-        await sender.send_all(target_of(msg), [Outgoing("interactive", card)])
+        self.outbox.send_template(msg, template, context)
 
     def send_updatable(
         self,
@@ -95,7 +76,7 @@ class PluginAPI:
     ) -> CardRef:
         """Send markdown (or a card JSON) as a card you can change later: ``ref.update("…")``
         (PATCH, at most 5 a second, for 14 days)."""
-        return self.cards.send_updatable(identifier, content, in_reply_to)
+        return self.outbox.send_updatable(identifier, content, in_reply_to)
 
     def send_buttons(
         self,
@@ -106,7 +87,7 @@ class PluginAPI:
     ) -> CardRef:
         """A card of ``text`` with a row of ``lark_cards.interactive.button(...)``s: a click
         runs the button's ``cmd`` as the clicking user, through Errbot's ACLs."""
-        return self.cards.send_buttons(identifier, text, buttons, in_reply_to)
+        return self.outbox.send_buttons(identifier, text, buttons, in_reply_to)
 
     def progress(self, msg: Message, text: str, threaded: bool = False) -> Progress:
         """One card showing a command's progress, updated in place (coalesced under Feishu's
@@ -115,7 +96,7 @@ class PluginAPI:
             with self._bot.progress(msg, "Deploying…") as progress:
                 progress.update("step 2/5")
         """
-        return self.cards.progress(self.build_reply(msg, threaded=threaded), text)
+        return self.outbox.progress(self.build_reply(msg, threaded=threaded), text)
 
     def send_stream_request(
         self,
@@ -127,19 +108,17 @@ class PluginAPI:
     ) -> Stream:
         """Errbot's file sending: images go as image messages, other files as file messages
         (uploaded to ``im/v1/images`` / ``im/v1/files``); returns the Errbot ``Stream``."""
-        return self.streams.send_stream_request(user, fsource, name, size, stream_type)
-
-    async def _send_file(
-        self, target: Target, data: bytes, name: str, stream_type: str | None
-    ) -> Any:
-        return await send_file(self._connected_client(), target, data, name, stream_type)
+        return self.outbox.send_stream(user, fsource, name, size, stream_type)
 
     def add_reaction(self, msg: Message, reaction: str) -> None:
         """React to ``msg`` with a Feishu emoji type (``"THUMBSUP"``, ``"DONE"``, …)."""
-        self._call(self.reaction_book.add(self._connected_client(), _message_id(msg), reaction))
+        client = self.connected_client()
+        self.bridge.call(self.reaction_book.add(client, _message_id(msg), reaction))
 
     def remove_reaction(self, msg: Message, reaction: str) -> None:
-        self._call(self.reaction_book.remove(self._connected_client(), _message_id(msg), reaction))
+        """Remove the bot's own ``reaction`` from ``msg`` (none there: not an error)."""
+        client = self.connected_client()
+        self.bridge.call(self.reaction_book.remove(client, _message_id(msg), reaction))
 
     def download_file(self, msg: Message, attachment: Mapping[str, Any] | None = None) -> bytes:
         """The bytes of an incoming image or file (``msg.extras["attachments"]``, first one
@@ -149,21 +128,13 @@ class PluginAPI:
         if item is None:
             raise ValueError("this message has no attachment")
         request = download_resource(
-            self._connected_client(),
-            _message_id(msg),
-            item["key"],
-            item["type"],
-            base_url=self.settings.base_url,
+            self.connected_client(), _message_id(msg), item["key"], item["type"]
         )
-        return self._call(request, timeout=130)
-
-
-async def _keys(sender: Sender, urls: list[str]) -> Mapping[str, str]:
-    return await sender.images.keys(urls) if sender.images is not None and urls else {}
+        return self.bridge.call(request, timeout=DOWNLOAD_WAIT)
 
 
 def _message_id(msg: Message) -> str:
     message_id = msg.extras.get("message_id")
     if not message_id:
         raise ValueError("not a Feishu message (no extras['message_id'])")
-    return message_id
+    return str(message_id)

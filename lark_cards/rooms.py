@@ -1,13 +1,14 @@
 """Errbot's Room methods for Feishu chats, without call storms.
 
-``LarkRoom`` only delegates (``LarkRoom.ops``); this module is the object the backend installs
-there. It is called from Errbot's worker threads and reaches the event loop through ``run``,
-a blocking "run this request on the loop" function the backend provides. Reads that repeat
+``LarkRoom`` only delegates (to ``room.ops``, the room operations of the backend's
+``Identities`` that built it); this module is that object. It is called from Errbot's worker
+threads and reaches the event loop through ``run``, a blocking "run this request on the loop"
+function the backend provides. Reads that repeat
 are cached: membership (``joined``) and member lists (``occupants``) for a short TTL, since
 Feishu pushes no event for every change we could rely on; chat profiles (name, description =
 topic) come from the backend's ``CachedDirectory``. Writes update or drop the cached values
 they make stale, and member events can do the same through ``note_joined``/``forget``.
-Building identifiers never gets here, so it stays free of API calls (err-backend-slackv3 #56).
+Building identifiers never gets here, so it stays free of API calls (err-backend-slackv3 issue #56).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from errbot.backends.base import (
@@ -25,14 +26,21 @@ from errbot.backends.base import (
     UserDoesNotExistError,
 )
 
-from lark_cards.api import LarkAPIError, LarkClient
 from lark_cards.api import chats as api
-from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant, parse_identifier
+from lark_cards.api.client import LarkClient
+from lark_cards.api.errors import LarkAPIError
+from lark_cards.identifiers import (
+    Identities,
+    LarkPerson,
+    LarkRoom,
+    LarkRoomOccupant,
+    parse_identifier,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Request = Callable[[LarkClient], Awaitable[T]]
+Request = Callable[[LarkClient], Coroutine[Any, Any, T]]
 # Runs one request on the backend's loop and waits for it (raises RuntimeError when that is
 # impossible: not connected, or called on the loop thread itself).
 Runner = Callable[[Request[Any]], Any]
@@ -85,7 +93,8 @@ class LarkRoomOperations:
     """The real ``identifiers.RoomOperations``: Errbot room semantics over ``api.chats``.
 
     ``app_id`` is the bot's App ID (``cli_…``): Feishu addresses bots by it when one leaves a
-    chat. ``remember`` (``CachedDirectory.remember``) lets writes refresh the profile cache.
+    chat. ``identities`` builds the rooms it returns and holds the chat profiles;
+    ``remember`` (``CachedDirectory.remember``) lets writes refresh them.
     """
 
     def __init__(
@@ -93,25 +102,22 @@ class LarkRoomOperations:
         run: Runner,
         *,
         app_id: str,
+        identities: Identities,
         remember: Callable[[str, str, dict[str, Any]], None] | None = None,
         ttl: float = OCCUPANTS_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._run = run
         self._app_id = app_id
+        self._identities = identities
         self._remember = remember
         self._cache = TTLCache(ttl, clock)
-
-    def install(self) -> LarkRoomOperations:
-        """Make every ``LarkRoom`` use these operations (like ``LarkRoom.directory``)."""
-        LarkRoom.ops = self
-        return self
 
     # -- reads -----------------------------------------------------------------------------
 
     def exists(self, room: LarkRoom) -> bool:
         """Whether Feishu knows the chat (from the cached chat profile)."""
-        return bool(room.directory.chat(room.chat_id))
+        return bool(self._identities.directory.chat(room.chat_id))
 
     def joined(self, room: LarkRoom) -> bool:
         """Whether the bot is in the chat; cached for the TTL. A failed check is "no"."""
@@ -125,7 +131,7 @@ class LarkRoomOperations:
 
     def topic(self, room: LarkRoom) -> str | None:
         """The chat description (see ``api.chats.set_topic``); None when empty."""
-        profile = room.directory.chat(room.chat_id)
+        profile = self._identities.directory.chat(room.chat_id)
         if not profile:
             raise RoomNotJoinedError(f"cannot read chat {room.chat_id}: is the bot in it?")
         return str(profile.get("description") or "") or None
@@ -190,7 +196,7 @@ class LarkRoomOperations:
         if self._remember is not None:
             self._remember("chat", chat_id, dict(data))
         self.note_joined(chat_id, True)
-        return LarkRoom(chat_id, name=data.get("name") or name)
+        return self._identities.room(chat_id, name=data.get("name") or name)
 
     def destroy(self, room: LarkRoom) -> None:
         """Disband the chat (the bot must own it); a chat that is gone already is a no-op."""
@@ -203,7 +209,7 @@ class LarkRoomOperations:
     def set_topic(self, room: LarkRoom, topic: str) -> None:
         self._call(api.set_topic, room.chat_id, topic)
         if self._remember is not None:
-            profile = dict(room.directory.chat(room.chat_id))
+            profile = dict(self._identities.directory.chat(room.chat_id))
             self._remember("chat", room.chat_id, {**profile, "description": topic})
 
     def invite(self, room: LarkRoom, *people: Any) -> None:
@@ -228,7 +234,9 @@ class LarkRoomOperations:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    def _call(
+        self, function: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> T:
         """Run ``function(client, *args)`` on the loop; every failure becomes a RoomError so
         Errbot's ChatRoom plugin reports it instead of crashing the command."""
         try:
@@ -243,7 +251,7 @@ def _open_id(person: Any) -> str:
     """The open_id of an identifier or of its text form (``ou_…`` or ``oc_…/ou_…``)."""
     if isinstance(person, str):
         try:
-            person = parse_identifier(person)
+            person = parse_identifier(person)  # only its open_id is read
         except ValueError as error:
             raise UserDoesNotExistError(str(error)) from None
     if isinstance(person, LarkPerson):

@@ -19,7 +19,7 @@ DOMAINS = {
 MODES = ("webhook", "websocket")
 
 # Feishu retries an unacknowledged event after 15 s, 5 min, 1 h and 6 h (about 7.1 h in all,
-# reference/feishu-platform.md §1.8); remembering ids for 8 h covers the last retry.
+# docs/feishu-platform.md §1.8); remembering ids for 8 h covers the last retry.
 DEFAULT_DEDUP_TTL = 8 * 3600.0
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -17,7 +22,9 @@ from aioresponses import aioresponses
 from api_fakes import BASE, TOKEN_BODY, TOKEN_URL
 from yarl import URL
 
-from lark_cards.api import LarkClient
+from lark_cards.api.client import LarkClient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class _CompatResponse(aiohttp.ClientResponse):
@@ -70,3 +77,56 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()
+
+
+@pytest.fixture
+def connected(tmp_path: Any, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """An offline ``LarkCardsBackend`` connected to a ``FakeOpenAPI`` (``bot.client``), its
+    bridge on ``loop``: plugin API calls from the test thread reach the fake."""
+    from api_fakes import connect
+    from errbot_config import errbot_config, offline_backend
+
+    bot = offline_backend(errbot_config(tmp_path))
+    connect(bot, loop)
+    yield bot
+    bot.outbox.close()
+
+
+class Processes:
+    """``python -m`` processes a test starts as a user starts them."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def python(
+        self, module: str, *args: str, cwd: Path = ROOT, **popen: Any
+    ) -> subprocess.Popen[str]:
+        """``python -m module args…`` from the clone root (or ``cwd``) without PYTHONPATH, so
+        the code loads as it does for a user; stdout and stderr on one text pipe unless
+        ``popen`` says otherwise."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, **popen}
+        process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, **popen)
+        self.started.append(process)
+        return process
+
+    @staticmethod
+    def stop(process: subprocess.Popen[str], grace: float = 15) -> None:
+        """Ctrl-C if it is still running, and a kill if it has not stopped ``grace`` s later."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Start processes with ``processes.python(…)``; any still running at teardown is
+    stopped (``Processes.stop``)."""
+    started = Processes()
+    yield started
+    for process in started.started:
+        started.stop(process)

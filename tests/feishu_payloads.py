@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lark_cards.settings import Settings
+from lark_cards.transport.envelope import Envelope, parse_callback
 from lark_cards.transport.security import encrypt, signature
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
@@ -39,6 +40,15 @@ EVENTS_PATH = ENCRYPTED.path  # the default POST route
 def load(name: str) -> dict[str, Any]:
     """A fresh (mutable) copy of ``fixtures/events/<name>.json``."""
     return copy.deepcopy(_cache(name))
+
+
+def envelope(name: str, **event: Any) -> Envelope:
+    """The parsed envelope of fixture ``name``, with ``event`` keys replaced (None included)."""
+    payload = load(name)
+    payload["event"].update(event)
+    parsed = parse_callback(payload)
+    assert isinstance(parsed, Envelope)
+    return parsed
 
 
 _LOADED: dict[str, dict[str, Any]] = {}

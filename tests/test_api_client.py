@@ -12,11 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import aioresponses
 from api_fakes import FakeTime
 from yarl import URL
 
-from lark_cards.api import RETRYABLE, LarkAPIError, LarkClient, decode_response
+from lark_cards.api import chats, contacts
+from lark_cards.api.client import LarkClient
+from lark_cards.api.errors import RETRYABLE, LarkAPIError, decode_response
 
 BASE = "https://open.feishu.test"
 APP_ID = "cli_test"
@@ -74,6 +76,11 @@ async def client(started: Callable[..., Awaitable[LarkClient]]) -> LarkClient:
 def token_ok(m: aioresponses, token: str = TOKEN, expire: int = 7200) -> None:
     payload = {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": expire}
     m.post(TOKEN_URL, payload=payload)
+
+
+def send_fails(m: aioresponses, code: int, msg: str, status: int = 400, **kwargs: Any) -> None:
+    """The next message send is answered with Feishu error ``code`` (HTTP ``status``)."""
+    m.post(SEND_URL, status=status, payload={"code": code, "msg": msg}, **kwargs)
 
 
 def calls(m: aioresponses, method: str, url: str) -> list[Any]:
@@ -136,7 +143,7 @@ async def test_invalid_token_is_refetched_and_request_retried_once(
 ) -> None:
     token_ok(m, "t-revoked")
     token_ok(m, "t-fresh")
-    m.post(SEND_URL, status=400, payload={"code": 99991663, "msg": "Invalid access token"})
+    send_fails(m, 99991663, "Invalid access token")
     m.post(SEND_URL, payload=OK)
     data = await client.send_message(CHAT, "text", {"text": "hi"})
     assert data == OK["data"]
@@ -149,7 +156,7 @@ async def test_invalid_token_is_refetched_and_request_retried_once(
 async def test_second_invalid_token_response_raises(m: aioresponses, client: LarkClient) -> None:
     token_ok(m, "t-1")
     token_ok(m, "t-2")
-    m.post(SEND_URL, payload={"code": 20013, "msg": "tenant token invalid"}, repeat=True)
+    send_fails(m, 20013, "tenant token invalid", status=200, repeat=True)
     with pytest.raises(LarkAPIError) as info:
         await client.send_message(CHAT, "text", {"text": "hi"})
     assert info.value.code == 20013
@@ -172,10 +179,11 @@ async def test_429_waits_for_reset_header_and_reuses_uuid(
     m: aioresponses, client: LarkClient, fake: FakeTime
 ) -> None:
     token_ok(m)
-    m.post(
-        SEND_URL,
+    send_fails(
+        m,
+        99991400,
+        "request trigger frequency limit",
         status=429,
-        payload={"code": 99991400, "msg": "request trigger frequency limit"},
         headers={"x-ogw-ratelimit-reset": "3", "x-ogw-ratelimit-limit": "50"},
     )
     m.post(SEND_URL, payload=OK)
@@ -190,7 +198,7 @@ async def test_retryable_failures_back_off_exponentially(
     m: aioresponses, client: LarkClient, fake: FakeTime
 ) -> None:
     token_ok(m)
-    m.post(SEND_URL, status=400, payload={"code": 230020, "msg": "frequency limit"})
+    send_fails(m, 230020, "frequency limit")
     m.post(SEND_URL, status=502, body="<html>Bad Gateway</html>", content_type="text/html")
     m.post(SEND_URL, exception=TimeoutError())
     m.post(SEND_URL, exception=aiohttp.ClientConnectionError("reset by peer"))
@@ -206,7 +214,7 @@ async def test_every_retryable_code_is_retried(
     m: aioresponses, client: LarkClient, fake: FakeTime, code: int
 ) -> None:
     token_ok(m)
-    m.post(SEND_URL, status=400, payload={"code": code, "msg": "busy"})
+    send_fails(m, code, "busy")
     m.post(SEND_URL, payload=OK)
     await client.send_message(CHAT, "text", {"text": "hi"})
     assert fake.sleeps == [1.0]  # 99991400 without a reset header falls back to the backoff
@@ -217,7 +225,7 @@ async def test_jitter_is_added_to_the_backoff(
 ) -> None:
     c = await started(jitter=lambda: 0.25)
     token_ok(m)
-    m.post(SEND_URL, status=500, payload={"code": 0, "msg": "oops"})
+    send_fails(m, 0, "oops", status=500)
     m.post(SEND_URL, payload=OK)
     await c.send_message(CHAT, "text", {"text": "hi"})
     assert fake.sleeps == [1.25]
@@ -228,7 +236,7 @@ async def test_retries_exhausted_raise_last_error_with_capped_backoff(
 ) -> None:
     c = await started(max_retries=7)
     token_ok(m)
-    m.post(SEND_URL, status=400, payload={"code": 230020, "msg": "frequency limit"}, repeat=True)
+    send_fails(m, 230020, "frequency limit", repeat=True)
     with pytest.raises(LarkAPIError) as info:
         await c.send_message(CHAT, "text", {"text": "hi"})
     assert info.value.code == 230020
@@ -252,11 +260,8 @@ async def test_non_retryable_code_raises_immediately(
     m: aioresponses, client: LarkClient, fake: FakeTime
 ) -> None:
     token_ok(m)
-    m.post(
-        SEND_URL,
-        status=400,
-        payload={"code": 230002, "msg": "The bot can not be outside the group."},
-        headers={"X-Tt-Logid": "20240101abcdef"},
+    send_fails(
+        m, 230002, "The bot can not be outside the group.", headers={"X-Tt-Logid": "20240101abcdef"}
     )
     with pytest.raises(LarkAPIError) as info:
         await client.send_message(CHAT, "text", {"text": "hi"})
@@ -358,7 +363,7 @@ async def test_list_chats_follows_page_token(m: aioresponses, client: LarkClient
         f"{BASE}/open-apis/im/v1/chats?page_size=100&page_token=p2",
         payload={"code": 0, "data": page2},
     )
-    assert await client.list_chats() == [{"chat_id": "oc_1"}, {"chat_id": "oc_2"}]
+    assert await chats.list_chats(client) == [{"chat_id": "oc_1"}, {"chat_id": "oc_2"}]
 
 
 async def test_lookups_unwrap_their_payloads(m: aioresponses, client: LarkClient) -> None:
@@ -370,9 +375,9 @@ async def test_lookups_unwrap_their_payloads(m: aioresponses, client: LarkClient
         payload={"code": 0, "data": {"user": {"name": "Ada"}}},
     )
     m.get(f"{BASE}/open-apis/im/v1/chats/oc_1", payload={"code": 0, "data": {"name": "Ops"}})
-    assert await client.bot_info() == bot
-    assert await client.user_info("ou_1") == {"name": "Ada"}
-    assert await client.chat_info("oc_1") == {"name": "Ops"}
+    assert await contacts.bot_info(client) == bot
+    assert await contacts.user_info(client, "ou_1") == {"name": "Ada"}
+    assert await chats.chat_info(client, "oc_1") == {"name": "Ops"}
 
 
 async def test_request_before_start_is_an_error(fake: FakeTime) -> None:
@@ -388,8 +393,7 @@ async def test_logs_never_contain_secrets_tokens_or_content(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token_ok(m)
-    m.post(SEND_URL, status=400, payload={"code": 230020, "msg": "limit"},
-           headers={"X-Tt-Logid": "log-1"})  # fmt: skip
+    send_fails(m, 230020, "limit", headers={"X-Tt-Logid": "log-1"})
     m.post(SEND_URL, payload=OK, headers={"X-Tt-Logid": "log-2"})
     await client.send_message(CHAT, "text", {"text": "private words"})
     text = caplog.text
@@ -403,35 +407,89 @@ async def test_logs_never_contain_secrets_tokens_or_content(
 # -- flow control (§4.4) -------------------------------------------------------------------
 
 
-async def test_sends_to_one_chat_leave_in_start_order(m: aioresponses, client: LarkClient) -> None:
+async def test_no_second_carries_more_sends_than_the_app_limit(
+    m: aioresponses, fake: FakeTime, started: Callable[..., Awaitable[LarkClient]]
+) -> None:
+    """A send waiting for its chat's slot must not hold an app slot meanwhile: the app window
+    has to count sends when they go out, or a second after a busy one carries more."""
+    c = await started(app_qps=6)
     token_ok(m)
-    arrivals: list[int] = []
-    accepted: list[int] = []
-    in_flight = max_in_flight = 0
+    times: list[float] = []
+    m.post(re.compile(r".*/im/v1/messages\?.*"), payload=OK, repeat=True,
+           callback=lambda url, **kw: times.append(fake.now))  # fmt: skip
+    busy = [c.send_message(CHAT, "text", {"n": i}) for i in range(10)]
+    others = [c.send_message(f"oc_{i}", "text", {"n": i}) for i in range(12)]
+    await asyncio.gather(*busy, *others)
+    assert len(times) == 22
+    assert max(sum(t <= u < t + 1 for u in times) for t in times) <= 6
 
-    async def server(url: URL, **kwargs: Any) -> CallbackResult:
-        nonlocal in_flight, max_in_flight
-        n = json.loads(kwargs["json"]["content"])["n"]
-        arrivals.append(n)
-        in_flight += 1
-        max_in_flight = max(max_in_flight, in_flight)
-        try:
-            if len(arrivals) == 1:  # the first answer is slow and asks for a retry
-                for _ in range(20):
-                    await asyncio.sleep(0)
-                return CallbackResult(status=400, payload={"code": 230020, "msg": "limit"})
-            accepted.append(n)
-            return CallbackResult(payload={"code": 0, "data": {"message_id": f"om_{n}"}})
-        finally:
-            in_flight -= 1
 
-    m.post(SEND_URL, callback=server, repeat=True)
-    tasks = [asyncio.create_task(client.send_message(CHAT, "text", {"n": i})) for i in range(5)]
-    results = await asyncio.gather(*tasks)
-    assert accepted == [0, 1, 2, 3, 4]
-    assert arrivals == [0, 0, 1, 2, 3, 4]
-    assert max_in_flight == 1
-    assert [r["message_id"] for r in results] == [f"om_{i}" for i in range(5)]
+async def test_card_updates_are_paced_per_message(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    times: list[float] = []
+    patch = re.compile(rf"^{re.escape(BASE)}/open-apis/im/v1/messages/om_card$")
+    m.patch(
+        patch, payload={"code": 0}, repeat=True, callback=lambda url, **kw: times.append(fake.now)
+    )
+    for i in range(6):
+        await client.update_message("om_card", {"schema": "2.0", "n": i})
+    assert times == [0.0] * 5 + [1.0]  # §4.3: 5 updates a second per message
+    [first, *_] = calls(m, "PATCH", f"{BASE}/open-apis/im/v1/messages/om_card")
+    assert json.loads(first.kwargs["json"]["content"]) == {"schema": "2.0", "n": 0}
+
+
+async def test_paginate_follows_tokens_and_stops_on_a_repeated_one(
+    m: aioresponses, client: LarkClient
+) -> None:
+    token_ok(m)
+    url = re.compile(rf"^{re.escape(BASE)}/open-apis/im/v1/chats\?.*$")
+    m.get(url, payload={"code": 0, "data": {"items": [1], "has_more": True, "page_token": "p2"}})
+    m.get(url, payload={"code": 0, "data": {"items": [2], "has_more": True, "page_token": "p2"}})
+    items = [item async for item in client.paginate("/open-apis/im/v1/chats", page_size=7)]
+    assert items == [1, 2]  # the second page repeated its token: the walk ends there
+    queries = [dict(u.query) for (_, u), _ in m.requests.items() if u.path.endswith("/chats")]
+    assert {"page_size": "7", "page_token": "p2"} in queries
+
+
+async def test_request_bytes_returns_binary_and_raises_json_errors(
+    m: aioresponses, client: LarkClient
+) -> None:
+    token_ok(m)
+    url = f"{BASE}/open-apis/im/v1/messages/om_1/resources/file_1?type=file"
+    path = "/open-apis/im/v1/messages/om_1/resources/file_1"
+    m.get(url, body=b'{"rows": 3}', content_type="application/json")
+    fetched = await client.request_bytes("GET", path, params={"type": "file"}, max_bytes=100)
+    assert fetched == b'{"rows": 3}'  # a JSON *file* is data
+    m.get(url, payload={"code": 234003, "msg": "file not found"})
+    with pytest.raises(LarkAPIError, match="234003"):
+        await client.request_bytes("GET", path, params={"type": "file"}, max_bytes=100)
+    m.get(url, body=b"x" * 101, content_type="application/octet-stream")
+    with pytest.raises(ValueError, match="larger than 100 bytes"):
+        await client.request_bytes("GET", path, params={"type": "file"}, max_bytes=100)
+
+
+async def test_the_request_seam_is_the_only_network_call(fake: FakeTime) -> None:
+    """Subclasses answer from memory by overriding ``_request`` (tests/api_fakes.FakeOpenAPI)."""
+    seen: list[tuple[str, str]] = []
+
+    class Canned(LarkClient):
+        async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+            seen.append((method, URL(url).path))
+            if "tenant_access_token" in url:
+                return (
+                    200,
+                    {},
+                    json.dumps({"code": 0, "tenant_access_token": "t", "expire": 99}).encode(),
+                )
+            return 200, {}, json.dumps(OK).encode()
+
+    canned = Canned(app_id=APP_ID, app_secret=SECRET, base_url=BASE, clock=fake.clock,
+                    sleep=fake.sleep)  # fmt: skip
+    assert (await canned.send_message(CHAT, "text", {"text": "hi"}))["message_id"] == "om_1"
+    assert seen == [("POST", "/open-apis/auth/v3/tenant_access_token/internal"),
+                    ("POST", "/open-apis/im/v1/messages")]  # fmt: skip
 
 
 async def test_sends_are_paced_per_chat(

@@ -4,61 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import pickle
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
+from api_fakes import FakeOpenAPI
 from errbot.backends.base import Message
 from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
+from feishu_payloads import envelope
 
 from lark_cards.backend import LarkCardsBackend
-from lark_cards.events import parse_callback
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
-from lark_cards.outbound import Sender
+from lark_cards.outbound.delivery import Delivery
 from lark_cards.render import render_reply
+from lark_cards.transport.envelope import Envelope
 
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
 BOT = BOT_OPEN_ID
 ALICE = "ou_alice000000000000000000000000000"
 SENDER = "ou_84aad35d084aa403a838cf73ee18467"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 
 
-class FakeClient:
-    """Records what the backend asks of the Open API, and on which thread."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-        self.threads: list[str] = []
-        self.sent = asyncio.Event()
-
-    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((name, args, kwargs))
-        self.threads.append(threading.current_thread().name)
-        self.sent.set()
-
-    async def send_message(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self._record("send", *args, **kwargs)
-        return {"message_id": "om_sent"}
-
-    async def reply_message(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self._record("reply", *args, **kwargs)
-        return {"message_id": "om_reply"}
-
-    async def user_info(self, open_id: str) -> dict[str, Any]:
-        self._record("user", open_id)
-        return {"name": "Alice Liddell", "email": "alice@example.com"}
-
-    async def chat_info(self, chat_id: str) -> dict[str, Any]:
-        self._record("chat", chat_id)
-        return {"name": "ops"}
-
-    async def list_chats(self) -> list[dict[str, Any]]:
-        self._record("chats")
-        return [{"chat_id": GROUP, "name": "ops"}, {"chat_id": "oc_two", "name": "dev"}]
+def directory_fake() -> FakeOpenAPI:
+    """The Open API with the profile look-ups the backend makes."""
+    fake = FakeOpenAPI()
+    fake.on(
+        "GET",
+        "/open-apis/contact/v3/users/*",
+        lambda _: {
+            "code": 0,
+            "data": {"user": {"name": "Alice Liddell", "email": "alice@example.com"}},
+        },
+    )
+    fake.on("GET", "/open-apis/im/v1/chats/*", lambda _: {"code": 0, "data": {"name": "ops"}})
+    chats = [{"chat_id": GROUP, "name": "ops"}, {"chat_id": "oc_two", "name": "dev"}]
+    fake.on("GET", "/open-apis/im/v1/chats", lambda _: {"code": 0, "data": {"items": chats}})
+    return fake
 
 
 @pytest.fixture
@@ -69,23 +51,34 @@ def backend(tmp_path: Path) -> LarkCardsBackend:
 @pytest.fixture
 def running(backend: LarkCardsBackend, loop: asyncio.AbstractEventLoop) -> LarkCardsBackend:
     """The backend with its loop running in a thread, as during serve_once."""
-    backend._loop = loop
-    backend.client = FakeClient()  # type: ignore[assignment]
-    backend.sender = Sender(backend.client, backend.render_options, upload_images=False)
+    backend.bridge.attach(loop)
+    backend.client = directory_fake()
+    backend.delivery = Delivery(backend.client, backend.render_options, upload_images=False)
     return backend
 
 
-def envelope(name: str):
-    return parse_callback(json.loads((FIXTURES / f"{name}.json").read_text()))
+def fake_of(bot: LarkCardsBackend) -> FakeOpenAPI:
+    assert isinstance(bot.client, FakeOpenAPI)
+    return bot.client
 
 
-def capture(backend: LarkCardsBackend, monkeypatch) -> dict[str, list]:
-    seen: dict[str, list] = {"messages": [], "mentions": []}
-    monkeypatch.setattr(backend, "callback_message", seen["messages"].append)
-    monkeypatch.setattr(
-        backend, "callback_mention", lambda msg, people: seen["mentions"].append(people)
+def api_calls(bot: LarkCardsBackend) -> list[str]:
+    """The Open API paths the backend called, token requests left out."""
+    return [c.path for c in fake_of(bot).calls if "tenant_access_token" not in c.path]
+
+
+def received(backend: LarkCardsBackend, *events: Envelope) -> tuple[list[Message], list[list]]:
+    """Hand ``events`` to the backend's inbound side: the messages that reached
+    ``callback_message`` and the people lists that reached ``callback_mention``."""
+    messages: list[Message] = []
+    mentions: list[list] = []
+    backend.callback_message = messages.append  # type: ignore[method-assign]
+    backend.callback_mention = (  # type: ignore[method-assign]
+        lambda msg, people: mentions.append(people)
     )
-    return seen
+    for event in events:
+        backend.inbound.handle(event)
+    return messages, mentions
 
 
 def test_config_error_stops_startup_with_one_line(tmp_path: Path):
@@ -99,50 +92,39 @@ def test_errbot_does_not_presplit_markdown(backend: LarkCardsBackend):
     assert backend.mode == "lark"
 
 
-def test_direct_message_becomes_a_person_to_bot_message(backend, monkeypatch):
-    seen = capture(backend, monkeypatch)
-    backend._handle_envelope(envelope("p2p_text"))
-    [msg] = seen["messages"]
+def test_direct_message_becomes_a_person_to_bot_message(backend):
+    [msg], mentions = received(backend, envelope("p2p_text"))
     assert msg.body == "!echo hi"
     assert msg.is_direct
     assert msg.frm == LarkPerson(SENDER)
     assert msg.to == backend.bot_identifier
     assert msg.extras["message_id"] == "om_5ce6d572455d361153b7cb51da133945"
-    assert seen["mentions"] == []
+    assert mentions == []
 
 
-def test_group_message_strips_the_bot_mention_and_reports_mentions(backend, monkeypatch):
-    seen = capture(backend, monkeypatch)
-    backend._handle_envelope(envelope("group_text_mentions"))
-    [msg] = seen["messages"]
+def test_group_message_strips_the_bot_mention_and_reports_mentions(backend):
+    [msg], [people] = received(backend, envelope("group_text_mentions"))
     assert msg.body == "!echo hi @Alice"
     assert msg.is_group
     assert isinstance(msg.frm, LarkRoomOccupant)
     assert msg.frm.room == LarkRoom(GROUP)
     assert msg.frm.aclattr == SENDER
     assert msg.to == LarkRoom(GROUP)
-    [people] = seen["mentions"]
     assert backend.bot_identifier in people
     assert LarkPerson(ALICE) in people
 
 
-def test_unknown_events_and_unreadable_messages_do_nothing(backend, monkeypatch, caplog):
-    seen = capture(backend, monkeypatch)
-    caplog.set_level("DEBUG", logger="lark_cards.backend")
-    backend._handle_envelope(envelope("unknown_event"))
+def test_unknown_events_and_unreadable_messages_do_nothing(backend, caplog):
+    caplog.set_level("DEBUG", logger="lark_cards.inbound")
     broken = envelope("p2p_text")
     del broken.event["message"]["chat_id"]
-    backend._handle_envelope(broken)
-    assert seen == {"messages": [], "mentions": []}
+    assert received(backend, envelope("unknown_event"), broken) == ([], [])
     assert "Ignoring event type im.chat.updated_v1" in caplog.text
 
 
 def incoming(backend: LarkCardsBackend, name: str) -> Message:
-    seen: list[Message] = []
-    backend.callback_message = seen.append  # type: ignore[method-assign]
-    backend.callback_mention = lambda *_: None  # type: ignore[method-assign]
-    backend._handle_envelope(envelope(name))
-    return seen[0]
+    [question], _ = received(backend, envelope(name))
+    return question
 
 
 def test_build_reply_in_a_group_answers_under_the_question(backend):
@@ -181,37 +163,33 @@ def test_mentions_in_reply_text_stay_text_and_only_open_ids_are_mentioned(backen
     assert "&#60;at id=all&#62;" in content
 
 
-def wait_for_send(client: FakeClient, count: int = 1) -> None:
-    for _ in range(200):
-        if len(client.calls) >= count:
-            return
+def wait_for_send(bot: LarkCardsBackend, count: int = 1) -> list:
+    for _ in range(500):
+        if len(messages := fake_of(bot).messages()) >= count:
+            return messages
         threading.Event().wait(0.01)
-    raise AssertionError(f"expected {count} call(s), got {client.calls}")
+    raise AssertionError(f"expected {count} message(s), got {fake_of(bot).messages()}")
 
 
 def test_reply_goes_through_the_reply_api_on_the_loop_thread(running):
     question = incoming(running, "group_text_mentions")
     running.send_simple_reply(question, "**done**")
-    wait_for_send(running.client)
-    [(name, args, kwargs)] = running.client.calls
-    assert name == "reply"
-    assert args[0] == "om_dc13264520392913993dd051dba21dcf"
-    assert args[1] == "interactive"
-    card = args[2]
+    [call] = wait_for_send(running)
+    assert call.path == "/open-apis/im/v1/messages/om_dc13264520392913993dd051dba21dcf/reply"
+    assert call.json["msg_type"] == "interactive"
+    assert call.json["reply_in_thread"] is False
+    card = call.content
     assert card["schema"] == "2.0"
     assert card["body"]["elements"][0] == {"tag": "markdown", "content": "**done**"}
-    assert kwargs == {"chat_id": GROUP, "reply_in_thread": False}
-    assert running.client.threads == ["lark-loop"]
+    assert {c.thread for c in fake_of(running).calls} == {"lark-loop"}
 
 
 def test_messages_without_a_question_are_sent_to_the_chat_or_person(running):
     running.send(LarkRoom(GROUP), "to the room")
     running.send(LarkPerson(ALICE), "to alice")
     running.send(LarkRoomOccupant(ALICE, LarkRoom(GROUP)), "to alice in ops")
-    wait_for_send(running.client, 3)
-    sent = [
-        (args[0], kwargs["receive_id_type"], args[2]) for _, args, kwargs in running.client.calls
-    ]
+    calls = wait_for_send(running, 3)
+    sent = [(c.json["receive_id"], c.params["receive_id_type"], c.content) for c in calls]
     targets = sorted((to, kind) for to, kind, _ in sent)
     assert targets == sorted([(GROUP, "chat_id"), (ALICE, "open_id"), (GROUP, "chat_id")])
     # Order is kept per chat (different chats may overtake each other).
@@ -226,25 +204,33 @@ def test_send_before_connecting_is_logged_not_raised(backend, caplog):
 
 def test_profiles_are_fetched_lazily_once_and_rooms_listed(running):
     alice = running.build_identifier(ALICE)
-    assert running.client.calls == []  # building an identifier costs no API call
+    assert api_calls(running) == []  # building an identifier costs no API call
     assert alice.fullname == "Alice Liddell"
     assert alice.email == "alice@example.com"
     assert alice.nick == "Alice Liddell"
-    assert [c[0] for c in running.client.calls] == ["user"]
+    assert api_calls(running) == [f"/open-apis/contact/v3/users/{ALICE}"]
     rooms = running.rooms()
     assert rooms == [LarkRoom(GROUP), LarkRoom("oc_two")]
     assert rooms[1].name == "dev"
-    assert LarkRoom("oc_two").name == "dev"  # remembered from the list, no chat call
-    assert [c[0] for c in running.client.calls] == ["user", "chats"]
+    # Remembered from the list: no chat call, also for an identifier built later.
+    assert running.build_identifier("oc_two").name == "dev"
+    assert api_calls(running)[1:] == ["/open-apis/im/v1/chats"]
+
+
+def test_identifiers_made_without_the_backend_make_no_calls(running):
+    assert LarkPerson(ALICE).fullname == ""
+    assert LarkRoom("oc_two").name == ""
+    assert api_calls(running) == []
 
 
 def test_profile_lookup_on_the_loop_thread_does_not_block(running):
     async def on_loop() -> str:
-        return LarkPerson(ALICE).fullname
+        return running.build_identifier(ALICE).fullname
 
-    name = asyncio.run_coroutine_threadsafe(on_loop(), running._loop).result(2)
+    assert running.bridge.loop is not None
+    name = asyncio.run_coroutine_threadsafe(on_loop(), running.bridge.loop).result(2)
     assert name == ""
-    assert running.client.calls == []
+    assert api_calls(running) == []
 
 
 @pytest.mark.parametrize("text", [SENDER, GROUP, f"{GROUP}/{SENDER}"])
@@ -280,14 +266,15 @@ async def test_shutdown_drains_pending_sends_within_the_bound(backend):
         await asyncio.sleep(seconds)
         finished.append(name)
 
-    quick = asyncio.ensure_future(backend._tracked(send("quick", 0.05)))
-    stuck = asyncio.ensure_future(backend._tracked(send("stuck", 60)))
-    await asyncio.sleep(0)
+    backend.bridge.attach(asyncio.get_running_loop())
+    quick = backend.bridge.submit(send("quick", 0.05))
+    stuck = backend.bridge.submit(send("stuck", 60))
+    await asyncio.sleep(0.01)
     started = asyncio.get_running_loop().time()
     await backend._drain()
     assert asyncio.get_running_loop().time() - started < 2
     assert finished == ["quick"]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)  # the futures learn their tasks' ends one loop turn later
     assert quick.done()
     assert stuck.cancelled()
 
@@ -297,22 +284,25 @@ def test_a_slow_to_render_reply_is_not_overtaken_in_its_chat(running):
     running.send(LarkRoom(GROUP), big)
     running.send(LarkRoom(GROUP), "small and quick")
     for _ in range(1000):
-        calls = running.client.calls
-        if calls and calls[-1][1][2]["body"]["elements"][0]["content"] == "small and quick":
+        calls = fake_of(running).messages()
+        if calls and calls[-1].content["body"]["elements"][0]["content"] == "small and quick":
             break
         threading.Event().wait(0.01)
-    contents = [args[2]["body"]["elements"][0]["content"] for _, args, _ in running.client.calls]
+    contents = [c.content["body"]["elements"][0]["content"] for c in fake_of(running).messages()]
     assert len(contents) > 2
     assert contents[-1] == "small and quick"
     assert all("small and quick" not in content for content in contents[:-1])
 
 
-def test_the_inbound_backlog_is_counted_for_the_webhook_bound(backend, monkeypatch):
+def test_the_inbound_backlog_is_counted_for_the_webhook_bound(tmp_path, monkeypatch):
+    backend = offline_backend(errbot_config(tmp_path))
     release = threading.Event()
-    monkeypatch.setattr(backend, "_handle_event", lambda envelope: release.wait(5))
+    monkeypatch.setattr(backend, "callback_message", lambda msg: release.wait(5))
+    inbound = type(backend.inbound)(backend, backlog=3)
     for _ in range(3):
-        backend._dispatch(envelope("p2p_text"))
-    assert backend._backlog == 3
+        inbound.dispatch(envelope("p2p_text"))
+    assert inbound.busy()
     release.set()
-    backend._inbound.submit(lambda: None).result(5)  # FIFO: runs after the three
-    assert backend._backlog == 0
+    asyncio.run(inbound.drain(5))  # FIFO: returns once the three reached Errbot
+    assert not inbound.busy()
+    inbound.close()

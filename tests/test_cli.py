@@ -1,5 +1,5 @@
-"""``python -m lark_cards render [FILE|-]`` (design.md §3 "CLI"): JSON on stdout, exit 0; bad input
-→ exit 2 and one line on stderr, never a traceback."""
+"""``python -m lark_cards render [FILE|-]``: JSON on stdout, exit 0; bad input → exit 2 and one
+line on stderr, never a traceback."""
 
 from __future__ import annotations
 
@@ -22,10 +22,15 @@ def feed_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
 
 
-def one_line(text: str) -> str:
-    lines = text.splitlines()
-    assert len(lines) == 1, text
-    assert "Traceback" not in text
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``main(argv)`` exits 2 with nothing on stdout and one line on stderr, never a
+    traceback: that line."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
     return lines[0]
 
 
@@ -75,26 +80,19 @@ def test_empty_input_is_fine(
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.md"
-    assert main(["render", str(missing)]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    line = one_line(err)
+    line = refused(["render", str(missing)], capsys)
     assert str(missing) in line
     assert "No such file" in line
 
 
 def test_a_directory_is_not_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", str(tmp_path)]) == 2
-    assert str(tmp_path) in one_line(capsys.readouterr().err)
+    assert str(tmp_path) in refused(["render", str(tmp_path)], capsys)
 
 
 def test_file_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "latin1.md"
     path.write_bytes("café".encode("latin-1"))
-    assert main(["render", str(path)]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    line = one_line(err)
+    line = refused(["render", str(path)], capsys)
     assert str(path) in line
     assert "not UTF-8" in line
     assert "0xe9" in line
@@ -104,8 +102,7 @@ def test_stdin_not_utf8(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     feed_stdin(monkeypatch, b"ok\n\xff\xfe")
-    assert main(["render", "-"]) == 2
-    assert "standard input is not UTF-8" in one_line(capsys.readouterr().err)
+    assert "standard input is not UTF-8" in refused(["render", "-"], capsys)
 
 
 @pytest.mark.parametrize(
@@ -120,10 +117,7 @@ def test_stdin_not_utf8(
 def test_bad_command_lines(
     argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert expected in one_line(err)
+    assert expected in refused(argv, capsys)
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:

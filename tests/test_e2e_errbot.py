@@ -8,12 +8,10 @@ backend from the clone root through ``BOT_EXTRA_BACKEND_DIR``.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +49,7 @@ class Bot:
     platform: FakeOpenPlatform
     url: str
     encrypt_key: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[str]
     log_file: Path
 
 
@@ -71,7 +69,7 @@ async def _wait_until(predicate, limit: float, what: str) -> None:
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
+async def bot(tmp_path: Path, processes) -> AsyncIterator[Bot]:
     platform = FakeOpenPlatform(app_id="cli_e2e", app_secret=secrets.token_hex(16))
     runner = web.AppRunner(platform.app())
     await runner.setup()
@@ -101,13 +99,13 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
             identity=identity,
         )
     )
-    # No PYTHONPATH: the backend must load from BOT_EXTRA_BACKEND_DIR alone, as for a user.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # Popen only starts the process; waiting on it happens in an executor or at teardown.
-    process = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "errbot.cli", "-c", str(config)],
+    # Without PYTHONPATH (processes.python drops it) the backend must load from
+    # BOT_EXTRA_BACKEND_DIR alone, as for a user.
+    process = processes.python(
+        "errbot.cli",
+        "-c",
+        str(config),
         cwd=tmp_path,
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -127,13 +125,7 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
             await _wait_until(healthy, 60, "the bot's /healthz")
         yield Bot(platform, url, encrypt_key, process, log_file)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process, grace=20)  # before the platform it talks to goes away
         await runner.cleanup()
 
 

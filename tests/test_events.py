@@ -1,100 +1,69 @@
+"""Received messages and card clicks → records: each payload, and its content, read once."""
+
 import json
-from pathlib import Path
 
 import pytest
+from feishu_payloads import envelope, load
 
-from lark_cards.events import (
-    Envelope,
-    EventError,
-    Mention,
-    UrlVerification,
-    content_text,
-    message_id_of,
-    parse_callback,
+from lark_cards.inbound.events import (
+    Attachment,
+    Content,
+    parse_card_action,
+    parse_content,
     parse_message,
-    resolve_mentions,
 )
+from lark_cards.transport.envelope import EventError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
-BOT = "ou_bot00000000000000000000000000000"
+ALICE = "ou_84aad35d084aa403a838cf73ee18467"
+GROUP = "oc_a0553eda9014c201e6969b478895c230"
+CARD = "om_card0000000000000000000000000001"
+IMAGE = "img_v2_041b28e3-5680-48c2-9af2-497ace79333g"
 
-
-def load(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-def test_url_verification():
-    parsed = parse_callback(load("url_verification"))
-    assert parsed == UrlVerification("ajls384kdjx98XX", "rvaYgkPtXGbKvXLbHQVnSgJwlmuTvfBM")
+# ----- messages (§1.3) -------------------------------------------------------------------------
 
 
 def test_p2p_text_message():
-    envelope = parse_callback(load("p2p_text"))
-    assert isinstance(envelope, Envelope)
-    assert envelope.token == "rvaYgkPtXGbKvXLbHQVnSgJwlmuTvfBM"
-    message = parse_message(envelope)
+    message = parse_message(envelope("p2p_text"))
     assert message.is_direct
     assert message.text == "!echo hi"
-    assert message.sender_open_id == "ou_84aad35d084aa403a838cf73ee18467"
+    assert message.sender_open_id == ALICE
     assert message.chat_id == "oc_5ce6d572455d361153b7xx51da133945"
+    assert message.message_id == "om_5ce6d572455d361153b7cb51da133945"
     assert message.root_id is None  # Feishu sends "" for "no root"
-    assert message_id_of(envelope) == "om_5ce6d572455d361153b7cb51da133945"
+    assert message.attachments == ()
 
 
 def test_group_message_mentions():
-    message = parse_message(parse_callback(load("group_text_mentions")))
+    message = parse_message(envelope("group_text_mentions"))
     assert not message.is_direct
-    assert [m.key for m in message.mentions] == ["@_user_1", "@_user_2"]
-    text, others = resolve_mentions(message.text, message.mentions, BOT)
-    assert text == "!echo hi @Alice"
-    assert [m.name for m in others] == ["Alice"]
+    names = [(m.key, m.name) for m in message.mentions]
+    assert names == [("@_user_1", "ChatOps Bot"), ("@_user_2", "Alice")]
 
 
-def test_post_becomes_plain_text_with_thread_ids():
-    message = parse_message(parse_callback(load("group_post")))
+def test_post_becomes_plain_text_with_thread_ids_and_its_images():
+    message = parse_message(envelope("group_post"))
     assert message.message_type == "post"
     assert message.text == "@_user_1 !deploy build 42\n"
     assert message.thread_id == "omt_1a2b3c4d5e6f"
     assert message.root_id == "om_root000000000000000000000000001"
-    text, _ = resolve_mentions(message.text, message.mentions, BOT)
-    assert text == "!deploy build 42"
+    assert message.attachments == (Attachment(IMAGE, "image"),)
 
 
-def test_unknown_event_is_an_envelope_and_not_a_message():
-    envelope = parse_callback(load("unknown_event"))
-    assert envelope.event_type == "im.chat.updated_v1"
-    assert message_id_of(envelope) is None
-    with pytest.raises(EventError):
-        parse_message(envelope)
-
-
-def test_schema_1_envelope_is_recognised():
-    legacy = {"uuid": "bc44", "token": "t", "type": "event_callback", "event": {"type": "message"}}
-    envelope = parse_callback(legacy)
-    assert (envelope.event_id, envelope.event_type) == ("bc44", "v1:message")
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        [],
-        "x",
-        {},
-        {"type": "url_verification"},
-        {"schema": "2.0", "header": {}, "event": {}},
-        {"schema": "2.0", "header": {"event_id": "e", "event_type": "t"}, "event": []},
-    ],
-)
-def test_malformed_envelopes_raise_event_error(payload):
-    with pytest.raises(EventError):
-        parse_callback(payload)
+def test_image_file_and_media_messages_carry_their_keys():
+    assert parse_message(envelope("group_image")).attachments == (Attachment(IMAGE, "image"),)
+    [report] = parse_message(envelope("group_file")).attachments
+    assert report == Attachment(
+        "file_v2_9a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5g", "file", "deploy-report.pdf"
+    )
+    video, cover = parse_message(envelope("group_media")).attachments
+    assert (video.kind, video.duration, cover.kind) == ("file", 2000, "image")
 
 
 def test_message_with_missing_fields_raises():
-    payload = load("p2p_text")
-    del payload["event"]["message"]["chat_id"]
+    message = load("p2p_text")["event"]["message"]
+    del message["chat_id"]
     with pytest.raises(EventError, match="chat_id"):
-        parse_message(parse_callback(payload))
+        parse_message(envelope("p2p_text", message=message))
 
 
 @pytest.mark.parametrize(
@@ -121,16 +90,64 @@ def test_message_with_missing_fields_raises():
     ],
 )
 def test_content_text(kind, content, text):
-    assert content_text(kind, content) == text
+    assert parse_content(kind, content).text == text
 
 
-def test_resolve_mentions_does_not_confuse_user_1_with_user_10():
-    mentions = (Mention("@_user_1", BOT, "Bot"), Mention("@_user_10", "ou_x", "Xu"))
-    text, _ = resolve_mentions("@_user_1 hi @_user_10", mentions, BOT)
-    assert text == "hi @Xu"
+@pytest.mark.parametrize(
+    ("kind", "content"),
+    [
+        ("image", "not json"),
+        ("image", '{"image_key": 7}'),
+        ("sticker", '{"file_key": "x"}'),  # not a type download_file can fetch
+        ("text", '{"text": "hi", "image_key": "img_x"}'),
+    ],
+)
+def test_contents_without_attachments(kind, content):
+    assert parse_content(kind, content).attachments == ()
 
 
-def test_resolve_mentions_keeps_unknown_placeholders_and_reads_at_all():
-    text, others = resolve_mentions("@_user_9 @_all ping", (), BOT)
-    assert text == "@_user_9 @all ping"
-    assert others == []
+def test_a_files_name_and_duration_are_kept_only_when_well_formed():
+    content = json.dumps({"file_key": "f", "file_name": 3, "duration": True})
+    assert parse_content("audio", content) == Content(attachments=(Attachment("f", "file"),))
+
+
+# ----- card clicks (§6.1) ---------------------------------------------------------------------
+
+
+def test_parse_card_action_reads_the_documented_fields():
+    action = parse_card_action(envelope("card_action"))
+    assert action.event_id == "0f7a2c3d4e5b6a7980c1d2e3f4a5b6c7"
+    assert action.operator_open_id == ALICE
+    assert action.value == {"cmd": "!approve 7f3a", "request": "7f3a"}
+    assert (action.command, action.arguments) == ("!approve 7f3a", {"request": "7f3a"})
+    assert (action.tag, action.name, action.host) == ("button", "approve", "im_message")
+    assert (action.open_message_id, action.open_chat_id) == (CARD, GROUP)
+    assert action.form_value is None
+    assert action.raw is not None
+    assert action.raw["timezone"] == "Asia/Shanghai"
+
+
+def test_a_string_value_is_the_command_and_forms_keep_their_values():
+    assert parse_card_action(envelope("card_action_p2p")).value == {"cmd": "!status"}
+    form = parse_card_action(envelope("card_action_form"))
+    assert form.form_value == {"comment": "looks good", "score": "5"}
+    assert form.command is None
+    for value in (None, 42, ["!x"], "  ", {"cmd": 7}, {"cmd": "  "}):
+        action = {**load("card_action")["event"]["action"], "value": value}
+        assert parse_card_action(envelope("card_action", action=action)).command is None
+
+
+def test_legacy_top_level_ids_are_read_when_context_lacks_them():
+    action = parse_card_action(
+        envelope("card_action", context={}, open_message_id="om_x", open_chat_id="oc_y")
+    )
+    assert (action.open_message_id, action.open_chat_id) == ("om_x", "oc_y")
+
+
+def test_unreadable_card_actions_raise():
+    with pytest.raises(EventError, match="operator"):
+        parse_card_action(envelope("card_action", operator=None))
+    with pytest.raises(EventError, match="open_id"):
+        parse_card_action(envelope("card_action", operator={"user_id": "x"}))
+    with pytest.raises(EventError, match="action"):
+        parse_card_action(envelope("card_action", action="click"))

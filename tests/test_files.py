@@ -1,53 +1,57 @@
-"""Files and images: multipart uploads as Feishu expects, Errbot streams, incoming keys."""
+"""Files and images: multipart uploads as Feishu expects, the messages that show them, Errbot
+streams over the delivery path, downloads. (The keys of incoming files are in test_events.py
+and test_inbound_messages.py; a stream's place in its chat's order is in test_delivery.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
+import logging
 import re
 import threading
-from collections.abc import AsyncIterator
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from api_fakes import BASE, calls
+from api_fakes import BASE, FakeOpenAPI, FakeTime, calls
 from errbot.backends.base import (
     STREAM_ERROR,
     STREAM_SUCCESSFULLY_TRANSFERED,
     STREAM_TRANSFER_IN_PROGRESS,
+    STREAM_WAITING_TO_START,
     Message,
+    Stream,
 )
 
-from lark_cards.api import LarkAPIError, LarkClient
-from lark_cards.events import parse_callback
-from lark_cards.files import (
+from lark_cards.api.client import LarkClient, read_limited
+from lark_cards.api.errors import ACCESS_TOKEN_INVALID, LarkAPIError
+from lark_cards.api.files import (
     MAX_FILE_BYTES,
-    UPLOAD_REQUEST_TIMEOUT,
-    StreamSender,
+    TRANSFER_TIMEOUT,
     download_resource,
     file_type,
-    incoming_file_extras,
-    incoming_stream,
-    send_file,
+    is_image,
     upload_file,
 )
+from lark_cards.bridge import LoopBridge
 from lark_cards.identifiers import LarkPerson, LarkRoom
-from lark_cards.outbound import Target
+from lark_cards.outbound import Delivery, Outbox, Target
+from lark_cards.outbound.delivery import Sent
+from lark_cards.outbound.files import file_message
+from lark_cards.render import RenderOptions
 
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 ALICE = "ou_alice000000000000000000000000000"
 MSG = "om_file000000000000000000000000001"
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
+FILES = "/open-apis/im/v1/files"
 SEND_RE = re.compile(rf"^{re.escape(BASE)}/open-apis/im/v1/messages\?receive_id_type=")
 SENT = {"code": 0, "msg": "success", "data": {"message_id": "om_sent"}}
+FILE_KEY = {"code": 0, "data": {"file_key": "file_k"}}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+TO_GROUP = Target(receive_id=GROUP, receive_id_type="chat_id", chat_key=GROUP)
 
 
 def form_fields(form: aiohttp.FormData) -> dict[str, tuple[Any, str | None]]:
@@ -65,33 +69,43 @@ def sent(m: aioresponses) -> tuple[str, dict[str, Any]]:
     return body["msg_type"], json.loads(body["content"])
 
 
-TO_GROUP = Target(receive_id=GROUP, receive_id_type="chat_id", chat_key=GROUP)
+async def send_file(
+    client: LarkClient, target: Target, data: bytes, name: str, stream_type: str | None = None
+) -> Sent:
+    """What a stream's send does once its bytes are read: upload, then the message."""
+    delivery = Delivery(client, RenderOptions())
+    item = await file_message(delivery, data, name, stream_type)
+    [data_sent] = await delivery.send_items(target, [item])
+    return data_sent
 
 
-# ----- uploads --------------------------------------------------------------------------------
+# ----- uploads and the messages that show them ------------------------------------------------
 
 
 async def test_upload_file_is_the_multipart_form_feishu_documents(client, m):
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_v2_k"}})
+    m.post(f"{BASE}{FILES}", payload={"code": 0, "data": {"file_key": "file_v2_k"}})
     assert await upload_file(client, b"%PDF-1.7 ...", "report.pdf") == "file_v2_k"
-    [call] = calls(m, "POST", "/open-apis/im/v1/files")
+    [call] = calls(m, "POST", FILES)
     assert form_fields(call.kwargs["data"]) == {
         "file_type": ("pdf", None),
         "file_name": ("report.pdf", None),
         "file": (b"%PDF-1.7 ...", "report.pdf"),
     }
+    m.post(f"{BASE}{FILES}", payload={"code": 0, "data": {}})
+    with pytest.raises(ValueError, match="file_key"):
+        await upload_file(client, b"x", "a.txt")
 
 
 async def test_uploads_have_their_own_longer_timeout(client, m):
     # The session's 10 s suit JSON calls; a 30 MB upload gets its own per-request timeout.
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_v2_k"}})
+    m.post(f"{BASE}{FILES}", payload=FILE_KEY)
     m.post(f"{BASE}/open-apis/im/v1/images", payload={"code": 0, "data": {"image_key": "img_v2_k"}})
     m.post(SEND_RE, payload=SENT, repeat=True)
     await send_file(client, TO_GROUP, b"%PDF-1.7", "report.pdf")
     await send_file(client, TO_GROUP, PNG, "graph.png")
-    [upload] = calls(m, "POST", "/open-apis/im/v1/files")
-    assert upload.kwargs["timeout"] == aiohttp.ClientTimeout(total=UPLOAD_REQUEST_TIMEOUT)
-    assert UPLOAD_REQUEST_TIMEOUT > 10
+    [upload] = calls(m, "POST", FILES)
+    assert upload.kwargs["timeout"] == aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
+    assert TRANSFER_TIMEOUT > 10
     [image] = calls(m, "POST", "/open-apis/im/v1/images")
     assert image.kwargs["timeout"].total > 10
     # ... while other calls keep the session's timeout
@@ -99,27 +113,22 @@ async def test_uploads_have_their_own_longer_timeout(client, m):
 
 
 async def test_a_retried_upload_keeps_its_timeout(m):
-    m.post(f"{BASE}/open-apis/im/v1/files", status=500, payload={"code": 1, "msg": "busy"})
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_v2_k"}})
-
-    async def no_sleep(seconds: float) -> None:
-        pass
-
-    lark = LarkClient(app_id="cli_test", app_secret="s", base_url=BASE, sleep=no_sleep)
+    m.post(f"{BASE}{FILES}", status=500, payload={"code": 1, "msg": "busy"})
+    m.post(f"{BASE}{FILES}", payload=FILE_KEY)
+    lark = LarkClient(app_id="cli_test", app_secret="s", base_url=BASE, sleep=FakeTime().sleep)
     await lark.start()
     try:
-        assert await upload_file(lark, b"%PDF-1.7", "report.pdf") == "file_v2_k"
+        assert await upload_file(lark, b"%PDF-1.7", "report.pdf") == "file_k"
     finally:
         await lark.close()
-    timeouts = [c.kwargs["timeout"] for c in calls(m, "POST", "/open-apis/im/v1/files")]
-    assert timeouts == [aiohttp.ClientTimeout(total=UPLOAD_REQUEST_TIMEOUT)] * 2
+    timeouts = [c.kwargs["timeout"] for c in calls(m, "POST", FILES)]
+    assert timeouts == [aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)] * 2
 
 
 async def test_images_upload_to_images_and_send_an_image_message(client, m):
     m.post(f"{BASE}/open-apis/im/v1/images", payload={"code": 0, "data": {"image_key": "img_v2_k"}})
     m.post(SEND_RE, payload=SENT)
-    data = await send_file(client, TO_GROUP, PNG, "graph.png", None)
-    assert data == {"message_id": "om_sent"}
+    assert await send_file(client, TO_GROUP, PNG, "graph.png", None) == {"message_id": "om_sent"}
     [upload] = calls(m, "POST", "/open-apis/im/v1/images")
     assert form_fields(upload.kwargs["data"]) == {
         "image_type": ("message", None),
@@ -146,10 +155,10 @@ async def test_images_upload_to_images_and_send_an_image_message(client, m):
 async def test_other_files_upload_to_files_with_their_type(
     client, m, name, stream_type, feishu_type, msg_type
 ):
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_k"}})
+    m.post(f"{BASE}{FILES}", payload=FILE_KEY)
     m.post(SEND_RE, payload=SENT)
     await send_file(client, TO_GROUP, b"data", name, stream_type)
-    [upload] = calls(m, "POST", "/open-apis/im/v1/files")
+    [upload] = calls(m, "POST", FILES)
     fields = form_fields(upload.kwargs["data"])
     assert fields["file_type"] == (feishu_type, None)
     assert fields["file"] == (b"data", name)
@@ -157,7 +166,7 @@ async def test_other_files_upload_to_files_with_their_type(
 
 
 async def test_an_image_over_ten_megabytes_goes_as_a_file(client, m):
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_k"}})
+    m.post(f"{BASE}{FILES}", payload=FILE_KEY)
     m.post(SEND_RE, payload=SENT)
     await send_file(client, TO_GROUP, PNG + b"\x00" * (10 * 1024 * 1024), "huge.png", None)
     assert calls(m, "POST", "/open-apis/im/v1/images") == []
@@ -165,7 +174,7 @@ async def test_an_image_over_ten_megabytes_goes_as_a_file(client, m):
 
 
 async def test_a_reply_target_replies_in_the_thread(client, m):
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_k"}})
+    m.post(f"{BASE}{FILES}", payload=FILE_KEY)
     m.post(f"{BASE}/open-apis/im/v1/messages/om_question/reply", payload=SENT)
     target = Target(GROUP, "chat_id", GROUP, reply_to="om_question", reply_in_thread=True)
     await send_file(client, target, b"x", "a.txt")
@@ -182,81 +191,75 @@ async def test_empty_and_oversized_files_are_refused_before_any_call(client, m):
     assert [url.path for (_, url) in m.requests] == []
 
 
-def test_file_types_by_extension():
-    assert [file_type(n) for n in ("a.PDF", "b", "c.tar.gz", "d.doc")] == [
-        "pdf",
-        "stream",
-        "stream",
-        "doc",
-    ]
+def test_file_types_by_extension_and_images_by_type():
+    names = ("a.PDF", "b", "c.tar.gz", "d.doc")
+    assert [file_type(name) for name in names] == ["pdf", "stream", "stream", "doc"]
+    assert is_image("graph.png", None)
+    assert is_image("upload", "image/JPEG; q=1")  # the stream's type wins over the name
+    assert not is_image("drawing.svg", None)
+    assert not is_image("graph.png", "application/octet-stream")
 
 
-# ----- Errbot streams -------------------------------------------------------------------------
+# ----- Errbot streams: send_stream_request ------------------------------------------------------
 
 
-class Recorder:
-    """Stands in for ``send_file`` on the loop: records, optionally waits or fails."""
-
-    def __init__(self, fail: Exception | None = None) -> None:
-        self.sent: list[tuple[Target, bytes, str, str | None, str]] = []
-        self.release = threading.Event()
-        self.release.set()
-        self.fail = fail
-
-    async def __call__(self, target: Target, data: bytes, name: str, kind: str | None) -> None:
-        await asyncio.to_thread(self.release.wait, 5)
-        self.sent.append((target, data, name, kind, threading.current_thread().name))
-        if self.fail is not None:
-            raise self.fail
-
-
-def sender_for(loop: asyncio.AbstractEventLoop, send: Any) -> StreamSender:
-    return StreamSender(lambda coro: asyncio.run_coroutine_threadsafe(coro, loop), send)
-
-
-def wait_until_done(stream: Any) -> None:
+def wait_until_done(stream: Stream) -> None:
     for _ in range(500):
-        if stream.status not in ("pending", STREAM_TRANSFER_IN_PROGRESS):
+        if stream.status not in (STREAM_WAITING_TO_START, STREAM_TRANSFER_IN_PROGRESS):
             return
         threading.Event().wait(0.01)
     raise AssertionError(f"stream stuck in {stream.status}")
 
 
-def test_send_stream_request_returns_at_once_and_uploads_on_the_loop(loop):
-    send = Recorder()
-    send.release.clear()
-    streams = sender_for(loop, send)
+def test_send_stream_request_returns_at_once_and_uploads_on_the_loop(connected, loop):
+    fake: FakeOpenAPI = connected.client
+    gate = fake.hold("POST", FILES)
     fsource = io.BytesIO(b"%PDF-1.7")
     fsource.name = "/tmp/reports/weekly.pdf"  # type: ignore[attr-defined]
-    stream = streams.send_stream_request(LarkRoom(GROUP), fsource)
-    assert stream.status in ("pending", STREAM_TRANSFER_IN_PROGRESS)
-    assert send.sent == []
-    send.release.set()
+    stream = connected.send_stream_request(LarkRoom(GROUP), fsource)
+    assert stream.status in (STREAM_WAITING_TO_START, STREAM_TRANSFER_IN_PROGRESS)
+    assert fake.messages() == []
+    loop.call_soon_threadsafe(gate.set)
     wait_until_done(stream)
     assert stream.status == STREAM_SUCCESSFULLY_TRANSFERED
     assert stream.transfered == 8
-    [(target, data, name, kind, thread)] = send.sent
-    assert (target.receive_id, target.receive_id_type) == (GROUP, "chat_id")
-    assert (data, name, kind, thread) == (b"%PDF-1.7", "weekly.pdf", "application/pdf", "lark-loop")
-    streams.close()
+    assert (stream.name, stream.stream_type) == ("weekly.pdf", "application/pdf")
+    [upload] = [call for call in fake.calls if call.path == FILES]
+    assert upload.form == {"file_type": "pdf", "file_name": "weekly.pdf", "file": b"%PDF-1.7"}
+    assert upload.thread == "lark-loop"
+    [message] = fake.messages()
+    assert (message.json["receive_id"], message.params) == (GROUP, {"receive_id_type": "chat_id"})
+    assert (message.json["msg_type"], message.content) == ("file", {"file_key": "file_1"})
 
 
-def test_a_failed_upload_ends_the_stream_in_error(loop):
-    streams = sender_for(loop, Recorder(fail=LarkAPIError(234006, "file too large")))
-    stream = streams.send_stream_request(LarkPerson(ALICE), io.BytesIO(b"x"), "a.bin")
+def test_an_image_stream_is_an_image_message(connected):
+    stream = connected.send_stream_request(LarkPerson(ALICE), io.BytesIO(PNG), "graph.png")
+    wait_until_done(stream)
+    assert stream.status == STREAM_SUCCESSFULLY_TRANSFERED
+    [message] = connected.client.messages()
+    assert (message.json["msg_type"], message.content) == ("image", {"image_key": "img_1"})
+    assert message.params == {"receive_id_type": "open_id"}
+
+
+def test_a_failed_upload_ends_the_stream_in_error(connected, caplog):
+    fake: FakeOpenAPI = connected.client
+    fake.on("POST", FILES, lambda _: (400, {"code": 234006, "msg": "file too large"}))
+    caplog.set_level(logging.ERROR, logger="lark_cards")
+    stream = connected.send_stream_request(LarkPerson(ALICE), io.BytesIO(b"x"), "a.bin")
     wait_until_done(stream)
     assert stream.status == STREAM_ERROR
-    assert "234006" in stream._reason
-    empty = streams.send_stream_request(LarkPerson(ALICE), io.BytesIO(b""), "empty.txt")
+    assert any("234006" in record.getMessage() for record in caplog.records)
+    empty = connected.send_stream_request(LarkPerson(ALICE), io.BytesIO(b""), "empty.txt")
     wait_until_done(empty)
     assert empty.status == STREAM_ERROR
-    streams.close()
+    assert len([call for call in fake.calls if call.path == FILES]) == 1  # not for the empty one
+    assert fake.messages() == []
 
 
-def test_a_stream_that_times_out_cancels_the_send(loop):
+def test_a_stream_that_times_out_cancels_the_send(connected):
     started, cancelled = threading.Event(), threading.Event()
 
-    async def never_done(*args: Any) -> None:
+    async def never_done(call: Any) -> Any:
         started.set()
         try:
             await asyncio.sleep(60)
@@ -264,160 +267,140 @@ def test_a_stream_that_times_out_cancels_the_send(loop):
             cancelled.set()
             raise
 
-    streams = StreamSender(
-        lambda coro: asyncio.run_coroutine_threadsafe(coro, loop), never_done, timeout=0.2
-    )
-    stream = streams.send_stream_request(LarkPerson(ALICE), io.BytesIO(b"x"), "a.bin")
+    fake: FakeOpenAPI = connected.client
+    fake.on("POST", FILES, never_done)
+    outbox = Outbox(connected.bridge, connected.connected_delivery, upload_timeout=0.2)
+    stream = outbox.send_stream(LarkPerson(ALICE), io.BytesIO(b"x"), "a.bin")
     wait_until_done(stream)
     assert stream.status == STREAM_ERROR
     assert started.is_set()
     assert cancelled.wait(5)  # the file does not arrive after the stream said "error"
-    streams.close()
+    outbox.send_reply(Message("next", to=LarkPerson(ALICE)))  # the chat's turn was let go
+    [message] = fake.wait_messages(1)
+    assert message.json["msg_type"] != "file"
+    outbox.close()
 
 
-def test_a_stream_can_answer_under_a_question(loop):
-    send = Recorder()
-    streams = sender_for(loop, send)
+def test_a_stream_can_answer_under_a_question_and_fails_at_once_when_it_cannot_go(connected):
     question = Message("!report", extras={"message_id": "om_q", "chat_id": GROUP})
-    stream = streams.send_stream_request(
+    stream = connected.outbox.send_stream(
         LarkRoom(GROUP), io.BytesIO(b"x"), "r.csv", in_reply_to=question
     )
     wait_until_done(stream)
-    assert send.sent[0][0].reply_to == "om_q"
+    [reply] = connected.client.messages()
+    assert reply.path == "/open-apis/im/v1/messages/om_q/reply"
     with pytest.raises(ValueError, match="not a Feishu identifier"):
-        streams.send_stream_request("alice", io.BytesIO(b"x"), "r.csv")  # type: ignore[arg-type]
-    streams.close()
+        connected.send_stream_request("alice", io.BytesIO(b"x"), "r.csv")
+    connected.bridge.detach()
+    unsent = connected.send_stream_request(LarkRoom(GROUP), io.BytesIO(b"x"), "r.csv")
+    assert unsent.status == STREAM_ERROR  # not connected: told at once
 
 
 def test_a_stream_through_the_real_client_sends_a_file_message(loop, m):
-    m.post(f"{BASE}/open-apis/im/v1/files", payload={"code": 0, "data": {"file_key": "file_k"}})
+    m.post(f"{BASE}{FILES}", payload=FILE_KEY)
     m.post(SEND_RE, payload=SENT)
     client = LarkClient(app_id="cli_test", app_secret="s", base_url=BASE)
     asyncio.run_coroutine_threadsafe(client.start(), loop).result(5)
-    streams = sender_for(loop, lambda *args: send_file(client, *args))
-    stream = streams.send_stream_request(LarkPerson(ALICE), io.BytesIO(b"a,b\n1,2\n"), "t.csv")
+    bridge = LoopBridge()
+    bridge.attach(loop)
+    delivery = Delivery(client, RenderOptions())
+    outbox = Outbox(bridge, lambda: delivery)
+    stream = outbox.send_stream(LarkPerson(ALICE), io.BytesIO(b"a,b\n1,2\n"), "t.csv")
     wait_until_done(stream)
     assert stream.status == STREAM_SUCCESSFULLY_TRANSFERED
+    [upload] = calls(m, "POST", FILES)
+    assert form_fields(upload.kwargs["data"])["file"] == (b"a,b\n1,2\n", "t.csv")
     assert sent(m) == ("file", {"file_key": "file_k"})
     [call] = calls(m, "POST", "/open-apis/im/v1/messages")
     assert call.kwargs["params"] == {"receive_id_type": "open_id"}
     asyncio.run_coroutine_threadsafe(client.close(), loop).result(5)
-    streams.close()
+    outbox.close()
 
 
-# ----- incoming -------------------------------------------------------------------------------
+# ----- downloads ------------------------------------------------------------------------------
 
 
-def message_content(name: str) -> tuple[str, str]:
-    envelope = parse_callback(json.loads((FIXTURES / f"{name}.json").read_text()))
-    message = envelope.event["message"]
-    return message["message_type"], message["content"]
-
-
-def test_incoming_image_file_and_media_keys():
-    assert incoming_file_extras(*message_content("group_image")) == {
-        "image_key": "img_v2_041b28e3-5680-48c2-9af2-497ace79333g",
-        "attachments": [
-            {"key": "img_v2_041b28e3-5680-48c2-9af2-497ace79333g", "type": "image", "name": None}
-        ],
-    }
-    extras = incoming_file_extras(*message_content("group_file"))
-    assert extras["file_key"] == "file_v2_9a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5g"
-    assert extras["file_name"] == "deploy-report.pdf"
-    assert extras["attachments"][0]["type"] == "file"
-    media = incoming_file_extras(*message_content("group_media"))
-    assert [a["type"] for a in media["attachments"]] == ["file", "image"]
-    assert media["duration"] == 2000
-
-
-def test_incoming_post_images_and_messages_without_files():
-    assert incoming_file_extras(*message_content("group_post"))["image_keys"] == [
-        "img_v2_041b28e3-5680-48c2-9af2-497ace79333g"
-    ]
-    assert incoming_file_extras(*message_content("p2p_text")) == {}
-    assert incoming_file_extras("image", "not json") == {}
-    assert incoming_file_extras("sticker", '{"file_key": "x"}') == {}
-
-
-RESOURCE = f"{BASE}/open-apis/im/v1/messages/{MSG}/resources/file_k"
+RESOURCE_PATH = f"/open-apis/im/v1/messages/{MSG}/resources/file_k"
+RESOURCE = f"{BASE}{RESOURCE_PATH}"
 
 
 async def test_download_resource_returns_the_bytes(client, m):
     m.get(f"{RESOURCE}?type=file", body=b"%PDF-1.7 bytes", content_type="application/pdf")
-    data = await download_resource(client, MSG, "file_k", "file", base_url=BASE)
-    assert data == b"%PDF-1.7 bytes"
-    [call] = calls(m, "GET", f"/open-apis/im/v1/messages/{MSG}/resources/file_k")
+    assert await download_resource(client, MSG, "file_k", "file") == b"%PDF-1.7 bytes"
+    [call] = calls(m, "GET", RESOURCE_PATH)
     assert call.kwargs["params"] == {"type": "file"}
     assert call.kwargs["headers"] == {"Authorization": "Bearer t-1"}
+    assert call.kwargs["timeout"] == aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
 
 
 async def test_download_errors_carry_feishu_codes_but_json_files_are_data(client, m):
     m.get(f"{RESOURCE}?type=file", status=400, payload={"code": 234003, "msg": "File not in msg."})
     with pytest.raises(LarkAPIError, match="234003"):
-        await download_resource(client, MSG, "file_k", "file", base_url=BASE)
+        await download_resource(client, MSG, "file_k", "file")
     m.get(f"{RESOURCE}?type=file", payload={"code": 234043, "msg": "unsupported message"})
     with pytest.raises(LarkAPIError, match="234043"):
-        await download_resource(client, MSG, "file_k", "file", base_url=BASE)
+        await download_resource(client, MSG, "file_k", "file")
     m.get(f"{RESOURCE}?type=file", payload={"name": "config", "debug": True})
-    data = await download_resource(client, MSG, "file_k", "file", base_url=BASE)
+    data = await download_resource(client, MSG, "file_k", "file")
     assert json.loads(data) == {"name": "config", "debug": True}
 
 
 async def test_download_limits(client, m):
     m.get(f"{RESOURCE}?type=image", body=b"x" * 11, content_type="image/png")
     with pytest.raises(ValueError, match="larger than 10 bytes"):
-        await download_resource(client, MSG, "file_k", "image", base_url=BASE, max_bytes=10)
+        await download_resource(client, MSG, "file_k", "image", max_bytes=10)
     with pytest.raises(ValueError, match="kind"):
-        await download_resource(client, MSG, "file_k", "sticker", base_url=BASE)
+        await download_resource(client, MSG, "file_k", "sticker")
 
 
-class TrickleSession:
-    """An in-memory stand-in for the download session whose body arrives in several network
-    chunks through aiohttp's own StreamReader, as from a real server (aioresponses hands the
-    whole body over at once, so ``read(n)`` would seem to return all of it)."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    @contextlib.asynccontextmanager
-    async def get(self, url: str, **kwargs: Any) -> AsyncIterator[Any]:
-        loop = asyncio.get_running_loop()
-        content = aiohttp.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
-        content.feed_data(self.chunks[0])
-
-        def deliver(rest: list[bytes]) -> None:
-            if rest:
-                content.feed_data(rest[0])
-                loop.call_soon(deliver, rest[1:])
-            else:
-                content.feed_eof()
-
-        loop.call_soon(deliver, self.chunks[1:])
-        headers = {"Content-Type": "application/octet-stream"}
-        yield SimpleNamespace(status=200, headers=headers, content=content)
+@pytest.mark.parametrize("token_status", [200, 400])
+async def test_a_download_is_retried_after_a_5xx_and_an_invalid_token(token_status):
+    time = FakeTime()
+    fake = FakeOpenAPI(clock=time.clock, sleep=time.sleep)
+    invalid = {"code": ACCESS_TOKEN_INVALID, "msg": "Invalid access token for authorization."}
+    answers = iter([(503, {"code": 1, "msg": "busy"}), (token_status, invalid), b"%PDF-1.7"])
+    fake.on("GET", RESOURCE_PATH, lambda _: next(answers))
+    assert await download_resource(fake, MSG, "file_k", "file") == b"%PDF-1.7"
+    paths = [call.path.rsplit("/", 1)[-1] for call in fake.calls]
+    assert paths == ["internal", "file_k", "file_k", "internal", "file_k"]  # token fetched anew
+    assert time.sleeps == [1.0]  # one backoff, for the 5xx; a new token is tried at once
 
 
-async def test_a_download_arriving_in_several_chunks_is_returned_whole(client):
+def test_plugins_download_attachments_through_the_backend(connected):
+    fake: FakeOpenAPI = connected.client
+    fake.on("GET", f"/open-apis/im/v1/messages/{MSG}/resources/*", lambda call: call.path.encode())
+    attachments = [{"key": "img_k", "type": "image"}, {"key": "file_k", "type": "file"}]
+    msg = Message("see attached", extras={"message_id": MSG, "attachments": attachments})
+    assert connected.download_file(msg).endswith(b"/resources/img_k")
+    assert connected.download_file(msg, attachments[1]) == RESOURCE_PATH.encode()
+    assert [call.params for call in fake.calls[1:]] == [{"type": "image"}, {"type": "file"}]
+    with pytest.raises(ValueError, match="no attachment"):
+        connected.download_file(Message("text only", extras={"message_id": MSG}))
+
+
+async def trickled(chunks: list[bytes], max_bytes: int) -> bytes:
+    """``read_limited`` of a body arriving in network chunks, one per loop turn, as from a
+    real server (aioresponses hands a body over at once)."""
+    loop = asyncio.get_running_loop()
+    content = aiohttp.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
+
+    async def arrive() -> None:
+        for chunk in chunks:
+            content.feed_data(chunk)
+            await asyncio.sleep(0)
+        content.feed_eof()
+
+    arriving = asyncio.create_task(arrive())
+    try:
+        return await read_limited(content, max_bytes)
+    finally:
+        await arriving
+
+
+async def test_a_body_arriving_in_several_chunks_is_read_whole_up_to_one_byte_past_the_limit():
     body = bytes(range(256)) * 40
     chunks = [body[:1000], body[1000:5000], body[5000:9000], body[9000:]]
-    session = TrickleSession(chunks)
-    fake: Any = session
-    data = await download_resource(client, MSG, "file_k", "file", base_url=BASE, session=fake)
-    assert data == body
-
-
-async def test_a_download_over_the_limit_in_later_chunks_is_refused(client):
-    def get(session: Any, max_bytes: int = 10) -> Any:
-        return download_resource(
-            client, MSG, "file_k", "file", base_url=BASE, session=session, max_bytes=max_bytes
-        )
-
-    with pytest.raises(ValueError, match="larger than 10 bytes"):
-        await get(TrickleSession([b"x" * 6, b"x" * 6, b"x" * 6]))  # 18 bytes, the first 6 fit
-    assert await get(TrickleSession([b"x" * 5, b"x" * 5])) == b"x" * 10
-
-
-def test_incoming_stream_is_readable_by_plugins():
-    stream = incoming_stream(LarkPerson(ALICE), b"hello", "hi.txt")
-    assert (stream.name, stream.size, stream.stream_type) == ("hi.txt", 5, "text/plain")
-    assert stream.read() == b"hello"
+    assert await trickled(chunks, len(body)) == body
+    # One byte past the limit tells request_bytes "too big" (see test_download_limits).
+    assert await trickled([b"x" * 6, b"x" * 6, b"x" * 6], 10) == b"x" * 11
+    assert await trickled([b"x" * 5, b"x" * 5], 10) == b"x" * 10

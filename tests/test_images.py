@@ -1,7 +1,8 @@
 """ImageUploader against a faked Open Platform and image host (aioresponses); no network.
 
-Feishu shows only images uploaded through ``im/v1/images`` (design.md §4): every image URL is
-downloaded, uploaded as a message image and cached; anything that fails stays a link.
+Feishu shows only images uploaded through ``im/v1/images`` (a card with any other image key is
+rejected whole): every image URL is downloaded, uploaded as a message image and cached;
+anything that fails stays a link.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 from yarl import URL
 
-from lark_cards.api import LarkClient
+from lark_cards.api.client import LarkClient
 from lark_cards.api.images import (
     FAILURE_TTL,
     MAX_IMAGE_BYTES,
@@ -34,7 +35,7 @@ from lark_cards.api.images import (
     PublicOnlyResolver,
     is_public_address,
 )
-from lark_cards.outbound import Sender
+from lark_cards.outbound.delivery import Delivery
 from lark_cards.render import RenderOptions, render_markdown, render_reply
 
 BASE = "https://open.feishu.test"
@@ -171,13 +172,20 @@ async def test_the_key_is_cached_by_url(m, uploader):
     assert len(requests(m, "GET", IMAGE_URL)) == 1
 
 
-async def test_the_cache_is_bounded(m, client):
-    images = ImageUploader(client, cache_size=1)
+@pytest.mark.parametrize(
+    ("bound", "download"),
+    [
+        pytest.param("cache_size", {"body": PNG, "content_type": "image/png"}, id="keys"),
+        pytest.param("failure_cache_size", {"status": 404}, id="failures"),
+    ],
+)
+async def test_the_key_and_failure_caches_are_bounded(m, client, bound, download):
+    images = ImageUploader(client, **{bound: 1})
     try:
         token_ok(m)
-        image_ok(m, repeat=True)
-        image_ok(m, OTHER_URL)
         upload_ok(m, repeat=True)
+        for url in (IMAGE_URL, OTHER_URL):
+            m.get(url, repeat=True, **download)
         await images.key(IMAGE_URL)
         await images.key(OTHER_URL)  # pushes IMAGE_URL out
         await images.key(IMAGE_URL)
@@ -240,26 +248,13 @@ async def test_a_failed_download_is_not_fetched_again_for_a_while(m, client):
 
 async def test_a_failing_url_is_fetched_once_across_two_renders(m, client):
     m.get(IMAGE_URL, status=404, repeat=True)
-    sender = Sender(client, RenderOptions())
+    sender = Delivery(client, RenderOptions())
     try:
         assert await sender.image_keys(f"![a]({IMAGE_URL})") == {}
         assert await sender.image_keys(f"again ![a]({IMAGE_URL})") == {}
     finally:
         await sender.close()
     assert len(requests(m, "GET", IMAGE_URL)) == 1
-
-
-async def test_the_failure_cache_is_bounded(m, client):
-    images = ImageUploader(client, failure_cache_size=1)
-    try:
-        m.get(IMAGE_URL, status=404, repeat=True)
-        m.get(OTHER_URL, status=404, repeat=True)
-        await images.key(IMAGE_URL)
-        await images.key(OTHER_URL)  # pushes IMAGE_URL out
-        await images.key(IMAGE_URL)
-        assert len(requests(m, "GET", IMAGE_URL)) == 2
-    finally:
-        await images.close()
 
 
 async def test_a_failed_upload_is_tried_again_next_time(m, uploader):
@@ -402,7 +397,7 @@ async def test_end_to_end_upload_then_render(m, client):
     m.get(OTHER_URL, status=404)
     upload_ok(m)
     text = f"Load today:\n\n![load]({IMAGE_URL})\n\n![errors]({OTHER_URL})"
-    sender = Sender(client, RenderOptions())
+    sender = Delivery(client, RenderOptions())
     try:
         keys = await sender.image_keys(text)
         assert keys == {IMAGE_URL: KEY}
@@ -417,13 +412,13 @@ async def test_end_to_end_upload_then_render(m, client):
 
 
 async def test_no_uploads_when_images_are_turned_off(m, client):
-    sender = Sender(client, RenderOptions(), upload_images=False)
+    sender = Delivery(client, RenderOptions(), upload_images=False)
     assert await sender.image_keys(f"![x]({IMAGE_URL})") == {}
     assert m.requests == {}
 
 
 async def test_only_http_images_are_fetched(m, client):
-    sender = Sender(client, RenderOptions())
+    sender = Delivery(client, RenderOptions())
     try:
         keys = await sender.image_keys("![a](file:///etc/passwd) ![b](javascript:alert(1))")
     finally:

@@ -1,26 +1,27 @@
-"""Sender: where replies go and what happens when Feishu refuses a card (design.md §4): smaller
-cards, then plain text — the user always gets the content, in order."""
+"""The delivery path's promises: where replies go, and what happens when Feishu
+refuses a card — smaller cards, then plain text: the user always gets the content, in order."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+from api_fakes import Call, FakeOpenAPI, FakeTime
 from errbot.backends.base import Message
-from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
+from errbot_config import errbot_config, offline_backend
+from feishu_payloads import envelope
 from render_checks import check_cards, words
 
-from lark_cards.api import CARD_REJECTED, LarkAPIError
-from lark_cards.backend import LarkCardsBackend
-from lark_cards.events import parse_callback, parse_message
+from lark_cards.api.errors import CARD_REJECTED, LarkAPIError
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
-from lark_cards.inbound import to_message
-from lark_cards.outbound import Sender, Target, target_of
+from lark_cards.inbound.events import parse_message
+from lark_cards.inbound.messages import to_message
+from lark_cards.outbound.delivery import Delivery, Sent
+from lark_cards.outbound.target import Target, target_of
 from lark_cards.render import (
     Outgoing,
     RenderOptions,
@@ -31,76 +32,15 @@ from lark_cards.render import (
 )
 from lark_cards.render.validate import count_tables
 
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
-BOT = BOT_OPEN_ID
+if TYPE_CHECKING:  # the backend is only needed, and imported, for build_reply
+    from lark_cards.backend import LarkCardsBackend
+
 ALICE = "ou_alice000000000000000000000000000"
 SENDER = "ou_84aad35d084aa403a838cf73ee18467"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 OTHER_GROUP = "oc_other0000000000000000000000000"
 
-
-@dataclass
-class Call:
-    api: str  # "send" | "reply"
-    to: str  # receive_id or the replied-to message id
-    msg_type: str
-    content: dict[str, Any]
-    kwargs: dict[str, Any]
-    error: int | None  # the code it was refused with, None when delivered
-
-
 Reject = Callable[[Call], int | None]
-
-
-class FakeClient:
-    """Records every send; ``reject`` decides which are refused, with which Feishu code."""
-
-    def __init__(self, reject: Reject | None = None) -> None:
-        self.calls: list[Call] = []
-        self.chat_keys: list[str | None] = []
-        self.reject = reject or (lambda call: None)
-
-    async def send_message(
-        self,
-        receive_id: str,
-        msg_type: str,
-        content: dict[str, Any],
-        *,
-        receive_id_type: str = "chat_id",
-        uuid: str | None = None,
-        chat_key: str | None = None,
-    ) -> dict[str, Any]:
-        self.chat_keys.append(chat_key)
-        return self._handle("send", receive_id, msg_type, content, receive_id_type=receive_id_type)
-
-    async def reply_message(
-        self,
-        message_id: str,
-        msg_type: str,
-        content: dict[str, Any],
-        *,
-        chat_id: str,
-        reply_in_thread: bool = False,
-        uuid: str | None = None,
-    ) -> dict[str, Any]:
-        return self._handle(
-            "reply", message_id, msg_type, content, chat_id=chat_id, reply_in_thread=reply_in_thread
-        )
-
-    def _handle(
-        self, api: str, to: str, msg_type: str, content: dict[str, Any], **kwargs: Any
-    ) -> dict[str, Any]:
-        # A copy, through JSON as on the wire: later mutation cannot change what was "sent".
-        call = Call(api, to, msg_type, json.loads(json.dumps(content)), kwargs, None)
-        self.calls.append(call)
-        call.error = self.reject(call)
-        if call.error is not None:
-            raise LarkAPIError(call.error, "card content rejected")
-        return {"message_id": f"om_{len(self.calls)}"}
-
-    @property
-    def delivered(self) -> list[Call]:
-        return [call for call in self.calls if call.error is None]
 
 
 def reject_cards(code: int = 230099, times: int | None = None) -> Reject:
@@ -109,7 +49,7 @@ def reject_cards(code: int = 230099, times: int | None = None) -> Reject:
 
     def reject(call: Call) -> int | None:
         nonlocal refused
-        if call.msg_type != "interactive" or (times is not None and refused >= times):
+        if call.json["msg_type"] != "interactive" or (times is not None and refused >= times):
             return None
         refused += 1
         return code
@@ -133,8 +73,20 @@ REPORT = "\n\n".join(
 )
 
 
-def sender(client: FakeClient, options: RenderOptions | None = None) -> Sender:
-    return Sender(client, options or RenderOptions(), upload_images=False)  # type: ignore[arg-type]
+def fake_api(reject: Reject | None = None) -> FakeOpenAPI:
+    """The Open API on fake time (pacing and retries cost no waiting), refusing as told."""
+    time = FakeTime()
+    fake = FakeOpenAPI(clock=time.clock, sleep=time.sleep)
+    if reject is not None:
+        fake.refuse(reject)
+    return fake
+
+
+async def send_all(fake: FakeOpenAPI, target: Target, items: list[Outgoing]) -> list[Sent]:
+    """``items`` through the delivery path, in ``target``'s chat turn."""
+    delivery = Delivery(fake, RenderOptions(), upload_images=False)
+    async with delivery.turn(target.chat_key):
+        return await delivery.send_items(target, items)
 
 
 def message_text(content: dict) -> str:
@@ -165,14 +117,14 @@ def assert_words_in_order(source: str, shown: str) -> None:
 async def test_rejected_card_is_resent_as_smaller_cards_and_nothing_is_lost(caplog):
     items = render_reply(REPORT)
     assert len(items) == 2  # 5 tables, then 2
-    client = FakeClient(reject_cards(230099, times=1))
-    sent = await sender(client).send_all(TO_GROUP, items)
+    fake = fake_api(reject_cards(230099, times=1))
+    sent = await send_all(fake, TO_GROUP, items)
 
-    assert client.calls[0].error == 230099
-    assert client.calls[0].content == items[0].content
-    delivered = client.delivered
+    assert fake.messages()[0].code == 230099
+    assert fake.messages()[0].content == items[0].content
+    delivered = fake.delivered()
     assert len(sent) == len(delivered)
-    assert all(call.msg_type == "interactive" for call in delivered)
+    assert all(call.json["msg_type"] == "interactive" for call in delivered)
     retried = delivered[:-1]  # the rejected card again, smaller; then the second card as is
     assert len(retried) >= 3  # 5 tables at no more than 2 a card
     assert all(count_tables(call.content) <= 2 for call in retried)
@@ -186,15 +138,15 @@ async def test_rejected_card_is_resent_as_smaller_cards_and_nothing_is_lost(capl
 
 async def test_rejected_twice_the_content_goes_as_plain_text(caplog):
     items = render_reply(REPORT)
-    client = FakeClient(reject_cards(230099))
-    await sender(client).send_all(TO_GROUP, items)
+    fake = fake_api(reject_cards(230099))
+    await send_all(fake, TO_GROUP, items)
 
-    refused = [call for call in client.calls if call.error is not None]
+    refused = [call for call in fake.messages() if call.code != 0]
     assert len(refused) > len(items)  # the originals and their smaller versions
-    assert all(call.msg_type == "interactive" for call in refused)
-    delivered = client.delivered
+    assert all(call.json["msg_type"] == "interactive" for call in refused)
+    delivered = fake.delivered()
     assert delivered
-    assert all(call.msg_type == "post" for call in delivered)
+    assert all(call.json["msg_type"] == "post" for call in delivered)
     shown = text_of(delivered)
     assert_words_in_order(REPORT, shown)
     for cell in ("r0host1", "degraded6", "backup finished 0412", "rotation done 0413"):
@@ -205,39 +157,43 @@ async def test_rejected_twice_the_content_goes_as_plain_text(caplog):
 @pytest.mark.parametrize("code", sorted(CARD_REJECTED))
 async def test_every_card_rejection_code_falls_back(code):
     items = render_reply("**hello** there, general")
-    client = FakeClient(reject_cards(code))
-    await sender(client).send_all(TO_GROUP, items)
-    assert [call.error for call in client.calls[:1]] == [code]
-    [delivered] = client.delivered
-    assert delivered.msg_type == "post"
+    fake = fake_api(reject_cards(code))
+    await send_all(fake, TO_GROUP, items)
+    assert [call.code for call in fake.messages()[:1]] == [code]
+    [delivered] = fake.delivered()
+    assert delivered.json["msg_type"] == "post"
     assert words(message_text(delivered.content)) == ["hello", "there", "general"]
 
 
 async def test_a_card_that_cannot_be_smaller_goes_straight_to_text():
     [item] = render_reply("**only one** short paragraph")
-    client = FakeClient(reject_cards(200570))
-    await sender(client).send_all(TO_GROUP, [item])
+    fake = fake_api(reject_cards(200570))
+    await send_all(fake, TO_GROUP, [item])
     # one refusal of the original; a smaller card of the same one piece may be tried once
-    [delivered] = client.delivered
-    assert delivered.msg_type == "post"
+    [delivered] = fake.delivered()
+    assert delivered.json["msg_type"] == "post"
     assert words(message_text(delivered.content)) == ["only", "one", "short", "paragraph"]
 
 
 @pytest.mark.parametrize("code", [230002, 99991663, -1, 230020])
 async def test_a_non_card_error_propagates_without_fallback(code):
     items = render_reply(REPORT)
-    client = FakeClient(lambda call: code)
+    fake = fake_api(lambda call: code)
     with pytest.raises(LarkAPIError) as info:
-        await sender(client).send_all(TO_GROUP, items)
+        await send_all(fake, TO_GROUP, items)
     assert info.value.code == code
-    assert len(client.calls) == 1  # no smaller card, no text, no next item
+    # no smaller card, no text, no next item: only the client's own retries of the first send
+    # (a rate limit, a stale token), which reuse its uuid so Feishu creates it at most once
+    attempts = fake.messages()
+    assert {call.json["uuid"] for call in attempts} == {attempts[0].json["uuid"]}
+    assert all(call.content == items[0].content for call in attempts)
 
 
 async def test_a_card_code_on_a_text_message_propagates():
-    client = FakeClient(lambda call: 230099)
+    fake = fake_api(lambda call: 230099)
     with pytest.raises(LarkAPIError):
-        await sender(client).send_all(TO_GROUP, [Outgoing("text", {"text": "hi"})])
-    assert len(client.calls) == 1
+        await send_all(fake, TO_GROUP, [Outgoing("text", {"text": "hi"})])
+    assert len(fake.messages()) == 1
 
 
 async def test_order_of_sends_is_kept_through_a_fallback():
@@ -248,25 +204,27 @@ async def test_order_of_sends_is_kept_through_a_fallback():
     ]
 
     def reject(call: Call) -> int | None:
-        nightly = call.msg_type == "interactive" and "Nightly" in json.dumps(call.content)
+        nightly = call.json["msg_type"] == "interactive" and "Nightly" in json.dumps(call.content)
         return 230099 if nightly else None
 
-    client = FakeClient(reject)
-    await sender(client).send_all(TO_GROUP, items)
-    shown = [json.dumps(call.content, ensure_ascii=False) for call in client.delivered]
+    fake = fake_api(reject)
+    await send_all(fake, TO_GROUP, items)
+    shown = [json.dumps(call.content, ensure_ascii=False) for call in fake.delivered()]
     assert "Alpha" in shown[0]
     assert "Charlie" in shown[-1]
-    middle = "\n".join(message_text(call.content) for call in client.delivered[1:-1])
+    middle = "\n".join(message_text(call.content) for call in fake.delivered()[1:-1])
     assert_words_in_order(REPORT, middle)
-    assert all(call.msg_type == "post" for call in client.delivered[1:-1])
+    assert all(call.json["msg_type"] == "post" for call in fake.delivered()[1:-1])
 
 
 async def test_messages_are_sent_one_after_another_in_order():
     items = [Outgoing("text", {"text": f"message {i}"}) for i in range(20)]
-    client = FakeClient()
-    sent = await sender(client).send_all(TO_GROUP, items)
-    assert [call.content["text"] for call in client.calls] == [f"message {i}" for i in range(20)]
+    fake = fake_api()
+    sent = await send_all(fake, TO_GROUP, items)
+    assert [call.content["text"] for call in fake.messages()] == [f"message {i}" for i in range(20)]
     assert [data["message_id"] for data in sent] == [f"om_{i}" for i in range(1, 21)]
+    stamps = [call.at for call in fake.messages()]  # and paced: 5 a second in one chat
+    assert all(later - earlier >= 1.0 for earlier, later in zip(stamps, stamps[5:], strict=False))
 
 
 async def test_text_fallback_of_a_card_keeps_its_fields():
@@ -275,9 +233,9 @@ async def test_text_fallback_of_a_card_keeps_its_fields():
         title="Deploy",
         fields=[("environment", "production"), ("version", "build-8841")],
     )
-    client = FakeClient(reject_cards(230025))
-    await sender(client).send_all(TO_GROUP, items)
-    shown = text_of(client.delivered)
+    fake = fake_api(reject_cards(230025))
+    await send_all(fake, TO_GROUP, items)
+    shown = text_of(fake.delivered())
     assert "Rolled out." in shown
     for word in ("environment", "production", "version", "build-8841"):
         assert word in shown
@@ -287,9 +245,9 @@ async def test_text_fallback_of_a_template_card_keeps_its_words():
     card = render_template(
         "card", {"title": "Deploy api", "elements": [{"tag": "markdown", "content": "rolled out"}]}
     )
-    client = FakeClient(reject_cards(230099))
-    await sender(client).send_all(TO_GROUP, [Outgoing("interactive", card)])
-    shown = text_of(client.delivered)
+    fake = fake_api(reject_cards(230099))
+    await send_all(fake, TO_GROUP, [Outgoing("interactive", card)])
+    shown = text_of(fake.delivered())
     assert "Deploy api" in shown
     assert "rolled out" in shown
 
@@ -305,21 +263,21 @@ async def test_replies_use_the_reply_api_with_reply_in_thread_even_in_fallback()
         reply_to="om_question",
         reply_in_thread=True,
     )
-    client = FakeClient(reject_cards(230099))
-    await sender(client).send_all(target, render_reply(REPORT))
-    assert client.calls
-    for call in client.calls:
-        assert call.api == "reply"
-        assert call.to == "om_question"
-        assert call.kwargs == {"chat_id": GROUP, "reply_in_thread": True}
+    fake = fake_api(reject_cards(230099))
+    await send_all(fake, target, render_reply(REPORT))
+    assert fake.messages()
+    for call in fake.messages():
+        assert call.path == "/open-apis/im/v1/messages/om_question/reply"
+        assert call.json["reply_in_thread"] is True
 
 
 async def test_new_messages_use_send_with_the_receive_id_type():
     target = Target(receive_id=ALICE, receive_id_type="open_id", chat_key="oc_p2p")
-    client = FakeClient()
-    await sender(client).send_all(target, render_reply("hi"))
-    [call] = client.calls
-    assert (call.api, call.to, call.kwargs) == ("send", ALICE, {"receive_id_type": "open_id"})
+    fake = fake_api()
+    await send_all(fake, target, render_reply("hi"))
+    [call] = fake.messages()
+    assert (call.path, call.json["receive_id"]) == ("/open-apis/im/v1/messages", ALICE)
+    assert call.params == {"receive_id_type": "open_id"}
 
 
 @pytest.fixture
@@ -328,9 +286,8 @@ def backend(tmp_path: Path) -> LarkCardsBackend:
 
 
 def question(backend: LarkCardsBackend, name: str) -> Message:
-    envelope = parse_callback(json.loads((FIXTURES / f"{name}.json").read_text()))
-    msg, _ = to_message(parse_message(envelope), backend.bot_identifier)
-    return msg
+    event = parse_message(envelope(name))
+    return to_message(event, backend.bot_identifier, backend.identities)[0]
 
 
 def test_target_of_a_reply_in_a_p2p_chat(backend):
@@ -421,8 +378,8 @@ def test_target_of_a_foreign_identifier_is_an_error():
 
 async def test_fallback_warnings_name_the_code_but_not_the_content(caplog):
     caplog.set_level(logging.INFO)
-    client = FakeClient(reject_cards(230099))
-    await sender(client).send_all(TO_GROUP, render_reply("**secret** launch code 0000"))
+    fake = fake_api(reject_cards(230099))
+    await send_all(fake, TO_GROUP, render_reply("**secret** launch code 0000"))
     assert "230099" in caplog.text
     assert "secret" not in caplog.text  # message content may be private
 
@@ -430,20 +387,29 @@ async def test_fallback_warnings_name_the_code_but_not_the_content(caplog):
 async def test_the_text_fallback_keeps_markup_inert():
     """Escaped card text must not become a live @all or bold in the fallback (§5.1)."""
     items = render_reply('hello <at user_id="all"></at> <b>bold</b> `<at id=all></at>`')
-    client = FakeClient(reject_cards(230099))
-    await sender(client).send_all(TO_GROUP, items)
-    [fallback] = client.delivered
-    assert fallback.msg_type == "post"
+    fake = fake_api(reject_cards(230099))
+    await send_all(fake, TO_GROUP, items)
+    [fallback] = fake.delivered()
+    assert fallback.json["msg_type"] == "post"
     nodes = [node for line in next(iter(fallback.content.values()))["content"] for node in line]
     assert {node["tag"] for node in nodes} == {"text"}  # literal text nodes only
     assert '<at user_id="all">' in message_text(fallback.content)
 
 
-async def test_new_messages_are_ordered_and_paced_by_the_chat_not_the_person(backend):
-    """A send to a person and a reply in their direct chat share one turn and rate window."""
+async def test_sends_to_a_person_and_replies_in_their_direct_chat_share_its_pace(backend):
+    """Addressed by open_id or answered under a question, a direct chat is one chat for the
+    5-a-second limit (and one turn, tests/test_delivery.py)."""
     asked = question(backend, "p2p_text")
-    msg = Message("update", frm=backend.bot_identifier, to=LarkPerson(SENDER, chat_id="oc_dm"))
-    client = FakeClient()
-    await sender(client).send_all(target_of(msg), [Outgoing("text", {"text": "x"})])
-    assert client.chat_keys == ["oc_dm"]
-    assert target_of(backend.build_reply(asked, "ok")).chat_key == asked.extras["chat_id"]
+    p2p_chat = asked.extras["chat_id"]
+    person = LarkPerson(SENDER, chat_id=p2p_chat)
+    to_person = target_of(Message("update", frm=backend.bot_identifier, to=person))
+    reply = target_of(backend.build_reply(asked, "ok"))
+    assert (to_person.chat_key, reply.chat_key) == (p2p_chat, p2p_chat)
+    fake = fake_api()
+    for n in range(3):
+        for target in (to_person, reply):
+            await send_all(fake, target, [Outgoing("text", {"text": f"n={n}"})])
+    stamps = [call.at for call in fake.messages()]
+    assert len({call.path for call in fake.messages()}) == 2  # sends and replies
+    assert stamps[:5] == [0.0] * 5
+    assert stamps[5] >= 1.0

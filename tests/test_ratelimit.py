@@ -87,11 +87,11 @@ def test_invalid_arguments(rate: float, per: float) -> None:
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(rate, per)
     with pytest.raises(ValueError, match="positive"):
-        KeyedRateLimiter(rate, per)
+        KeyedRateLimiter(lambda: RateLimiter(rate, per))
 
 
 def keyed(fake: FakeTime, rate: float = 5, **kwargs: int) -> KeyedRateLimiter:
-    return KeyedRateLimiter(rate, clock=fake.clock, sleep=fake.sleep, **kwargs)
+    return KeyedRateLimiter(lambda: RateLimiter(rate, clock=fake.clock, sleep=fake.sleep), **kwargs)
 
 
 async def test_keys_are_limited_independently(fake: FakeTime) -> None:

@@ -8,10 +8,10 @@ markdown, ``.``, expected JSON, ``.``) so a reviewer reads input and output side
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from golden import regenerate
 from markdown_it.utils import read_fixture_file
 
 from lark_cards.render import render_markdown
@@ -28,27 +28,25 @@ def elements(markdown: str) -> list[dict]:
     return [element for card in cards for element in card["body"]["elements"]]
 
 
-def _regenerate(path: Path) -> None:
+def _with_expected(path: Path, index: int, actual: list[dict]) -> str:
+    """The fixture file with case ``index``'s expected part replaced by ``actual``."""
     out = []
-    for _, title, markdown, _ in read_fixture_file(path):
-        expected = json.dumps(elements(markdown), ensure_ascii=False, indent=2)
-        out.append(f"{title}\n.\n{markdown}.\n{expected}\n.\n")
-    path.write_text("\n".join(out), encoding="utf-8")
+    for number, (_, title, markdown, expected) in enumerate(read_fixture_file(path)):
+        if number == index:
+            expected = json.dumps(actual, ensure_ascii=False, indent=2)
+        out.append(f"{title}\n.\n{markdown}.\n{expected.removesuffix(chr(10))}\n.\n")
+    return "\n".join(out)
 
-
-if os.environ.get("LARK_REGEN"):
-    for fixture in FIXTURES:
-        _regenerate(fixture)
 
 CASES = [
-    pytest.param(markdown, expected, id=f"{path.stem}:{line}:{title}")
+    pytest.param(path, index, markdown, expected, id=f"{path.stem}:{line}:{title}")
     for path in FIXTURES
-    for line, title, markdown, expected in read_fixture_file(path)
+    for index, (line, title, markdown, expected) in enumerate(read_fixture_file(path))
 ]
 
 
-@pytest.mark.parametrize(("markdown", "expected"), CASES)
-def test_construct(markdown: str, expected: str):
-    if os.environ.get("LARK_REGEN"):
-        pytest.skip("fixture files regenerated: review the diff; nothing was compared")
-    assert elements(markdown) == json.loads(expected)
+@pytest.mark.parametrize(("path", "index", "markdown", "expected"), CASES)
+def test_construct(path: Path, index: int, markdown: str, expected: str):
+    actual = elements(markdown)
+    regenerate(path, _with_expected(path, index, actual))
+    assert actual == json.loads(expected)

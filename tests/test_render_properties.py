@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from render_checks import check_cards, words
 
 from lark_cards.render import Budget, RenderOptions, render_markdown
+from lark_cards.render.cardspec import CardLimits
 from lark_cards.render.pieces import wire_size
-from lark_cards.render.validate import Limits, count_components, count_tables, validate_card
+from lark_cards.render.validate import count_components, count_tables, validate_card
 
 WORD = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12)
 # fmt: off
@@ -52,7 +53,7 @@ def test_every_card_respects_a_tight_budget(markdown):
         assert wire_size(card) <= SMALL.max_bytes
         assert count_components(card) <= SMALL.max_components
         assert count_tables(card) <= SMALL.max_tables
-        assert validate_card(card, Limits(SMALL.max_bytes, 200, 5)) == []
+        assert validate_card(card, CardLimits(SMALL.max_bytes, 200, 5)) == []
     check_cards(markdown, cards)
 
 

@@ -1,4 +1,4 @@
-"""Budgets and splitting (design.md §4): big replies become several cards, each within Feishu's
+"""Budgets and splitting: big replies become several cards, each within Feishu's per-card
 limits, with nothing lost, nothing repeated and nothing reordered."""
 
 from __future__ import annotations
@@ -20,14 +20,10 @@ from lark_cards.render import (
     render_reply,
     shrink,
 )
-from lark_cards.render.elements import markdown_text, render_pieces
 from lark_cards.render.pieces import MarkdownPiece, wire_size
-from lark_cards.render.validate import (
-    count_components,
-    count_tables,
-    markdown_tables,
-    validate_card,
-)
+from lark_cards.render.renderers import markdown_text, render_pieces
+from lark_cards.render.scan import markdown_tables
+from lark_cards.render.validate import count_components, count_tables, validate_card
 
 CARD_BYTES = 30 * 1024
 MARKER = re.compile(r"<font color='grey'>(\d+)/(\d+)</font>")

@@ -7,12 +7,10 @@ reach a LarkClient running on a loop in another thread, exactly as the backend d
 from __future__ import annotations
 
 import asyncio
-import json
 import pickle
 import re
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
@@ -21,19 +19,23 @@ from aioresponses import aioresponses
 from api_fakes import BASE, calls
 from errbot.backends.base import RoomDoesNotExistError, RoomError, RoomNotJoinedError
 
-from lark_cards.api import LarkClient
 from lark_cards.api import chats as api
+from lark_cards.api import contacts
+from lark_cards.api.client import LarkClient
 from lark_cards.directory import CachedDirectory
-from lark_cards.events import EventError, parse_callback
-from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant, parse_identifier
-from lark_cards.members import BOT_ADDED, USER_DELETED, parse_member_event
+from lark_cards.identifiers import (
+    Identities,
+    LarkPerson,
+    LarkRoom,
+    LarkRoomOccupant,
+    parse_identifier,
+)
 from lark_cards.rooms import LarkRoomOperations
 
 APP_ID = "cli_test"
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 ALICE = "ou_alice000000000000000000000000000"
 BOB = "ou_bob0000000000000000000000000000"
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
 OK: dict[str, Any] = {"code": 0, "msg": "success", "data": {}}
 
 
@@ -50,8 +52,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ops(m: aioresponses, loop: asyncio.AbstractEventLoop, clock: Clock) -> Iterator[Any]:
-    """Operations installed on LarkRoom, wired like the backend wires them."""
+def identities(
+    m: aioresponses, loop: asyncio.AbstractEventLoop, clock: Clock
+) -> Iterator[Identities]:
+    """Identities and room operations wired like the backend wires them."""
     client = LarkClient(app_id=APP_ID, app_secret="s", base_url=BASE, jitter=lambda: 0.0)
     asyncio.run_coroutine_threadsafe(client.start(), loop).result(5)
 
@@ -59,17 +63,28 @@ def ops(m: aioresponses, loop: asyncio.AbstractEventLoop, clock: Clock) -> Itera
         return asyncio.run_coroutine_threadsafe(request(client), loop).result(5)
 
     directory = CachedDirectory(
-        lambda open_id: run(lambda c: c.user_info(open_id)),
-        lambda chat_id: run(lambda c: c.chat_info(chat_id)),
+        lambda open_id: run(lambda c: contacts.user_info(c, open_id)),
+        lambda chat_id: run(lambda c: api.chat_info(c, chat_id)),
     )
-    saved = LarkRoom.ops, LarkRoom.directory, LarkPerson.directory
-    LarkRoom.directory = LarkPerson.directory = directory
+    identities = Identities(directory)
     operations = LarkRoomOperations(
-        run, app_id=APP_ID, remember=directory.remember, clock=clock
-    ).install()
-    yield operations
-    LarkRoom.ops, LarkRoom.directory, LarkPerson.directory = saved
+        run, app_id=APP_ID, identities=identities, remember=directory.remember, clock=clock
+    )
+    identities.rooms = operations
+    yield identities
     asyncio.run_coroutine_threadsafe(client.close(), loop).result(5)
+
+
+@pytest.fixture
+def ops(identities: Identities) -> LarkRoomOperations:
+    assert isinstance(identities.rooms, LarkRoomOperations)
+    return identities.rooms
+
+
+@pytest.fixture
+def room(identities: Identities) -> Callable[..., LarkRoom]:
+    """Rooms as the backend builds them: bound to its operations and profile cache."""
+    return identities.room
 
 
 def api_calls(m: aioresponses) -> int:
@@ -98,45 +113,45 @@ def members_page(*people: tuple[str, str], more: str | None = None) -> dict[str,
 # ----- no call storms -------------------------------------------------------------------------
 
 
-def test_building_a_hundred_identifiers_costs_no_call(ops, m):
+def test_building_a_hundred_identifiers_costs_no_call(ops, room, m):
     built = []
     for n in range(100):
         built.append(parse_identifier(f"oc_room{n}"))
         built.append(parse_identifier(f"oc_room{n}/ou_user{n}"))
-        built.append(LarkRoomOccupant(f"ou_user{n}", LarkRoom(GROUP), name=f"user {n}"))
+        built.append(LarkRoomOccupant(f"ou_user{n}", room(GROUP), name=f"user {n}"))
     assert len({hash(i) for i in built}) == 300
     assert [str(i) for i in built[:2]] == ["oc_room0", "oc_room0/ou_user0"]
     assert m.requests == {}  # not even a token
 
 
-def test_occupants_read_twice_cost_one_call_then_expire(ops, m, clock):
+def test_occupants_read_twice_cost_one_call_then_expire(ops, room, m, clock):
     m.get(MEMBERS_RE, payload=members_page((ALICE, "Alice"), (BOB, "Bob")), repeat=True)
-    room = LarkRoom(GROUP)
-    first = room.occupants
-    second = LarkRoom(GROUP).occupants
-    assert first == second == [LarkRoomOccupant(ALICE, room), LarkRoomOccupant(BOB, room)]
+    group = room(GROUP)
+    first = group.occupants
+    second = room(GROUP).occupants
+    assert first == second == [LarkRoomOccupant(ALICE, group), LarkRoomOccupant(BOB, group)]
     assert [o.nick for o in first] == ["Alice", "Bob"]  # names from the list, no user lookups
     assert api_calls(m) == 1
     [call] = calls(m, "GET", MEMBERS)
     assert call.kwargs["params"] == {"member_id_type": "open_id", "page_size": 100}
     clock.now += 61
-    assert len(room.occupants) == 2
+    assert len(group.occupants) == 2
     assert api_calls(m) == 2
 
 
-def test_occupants_follow_pages(ops, m):
+def test_occupants_follow_pages(ops, room, m):
     m.get(MEMBERS_RE, payload=members_page((ALICE, "Alice"), more="p2"))
     m.get(MEMBERS_RE, payload=members_page((BOB, "Bob")))
-    assert [o.person for o in LarkRoom(GROUP).occupants] == [ALICE, BOB]
+    assert [o.person for o in room(GROUP).occupants] == [ALICE, BOB]
     second = calls(m, "GET", MEMBERS)[1]
     assert second.kwargs["params"]["page_token"] == "p2"
 
 
-def test_concurrent_occupant_reads_share_one_call(ops, m):
+def test_concurrent_occupant_reads_share_one_call(ops, room, m):
     m.get(MEMBERS_RE, payload=members_page((ALICE, "Alice")), repeat=True)
     results: list[Any] = []
     threads = [
-        threading.Thread(target=lambda: results.append(LarkRoom(GROUP).occupants)) for _ in range(8)
+        threading.Thread(target=lambda: results.append(room(GROUP).occupants)) for _ in range(8)
     ]
     for thread in threads:
         thread.start()
@@ -146,27 +161,27 @@ def test_concurrent_occupant_reads_share_one_call(ops, m):
     assert api_calls(m) == 1
 
 
-def test_occupants_of_a_chat_we_cannot_read_say_not_joined(ops, m):
+def test_occupants_of_a_chat_we_cannot_read_say_not_joined(ops, room, m):
     m.get(MEMBERS_RE, status=400, payload={"code": 232011, "msg": "operator not in chat"})
     with pytest.raises(RoomNotJoinedError, match="232011"):
-        _ = LarkRoom(GROUP).occupants
+        _ = room(GROUP).occupants
 
 
 # ----- join / leave ---------------------------------------------------------------------------
 
 
-def test_join_skips_chats_the_bot_is_in(ops, m):
+def test_join_skips_chats_the_bot_is_in(ops, room, m):
     m.get(IN_CHAT_RE, payload={"code": 0, "data": {"is_in_chat": True}})
-    LarkRoom(GROUP).join(username="err")
-    LarkRoom(GROUP).join()
+    room(GROUP).join(username="err")
+    room(GROUP).join()
     assert calls(m, "PATCH", f"{MEMBERS}/me_join") == []
     assert api_calls(m) == 1  # one membership check, cached
 
 
-def test_join_calls_me_join_once_and_remembers(ops, m):
+def test_join_calls_me_join_once_and_remembers(ops, room, m):
     m.get(IN_CHAT_RE, payload={"code": 0, "data": {"is_in_chat": False}})
     m.patch(f"{BASE}{MEMBERS}/me_join", payload=OK)
-    room = LarkRoom(GROUP)
+    room = room(GROUP)
     room.join()
     assert room.joined
     room.join()
@@ -174,9 +189,9 @@ def test_join_calls_me_join_once_and_remembers(ops, m):
     assert api_calls(m) == 2
 
 
-def test_leave_removes_the_bot_by_app_id(ops, m):
+def test_leave_removes_the_bot_by_app_id(ops, room, m):
     m.delete(MEMBERS_RE, payload=OK)
-    room = LarkRoom(GROUP)
+    room = room(GROUP)
     room.leave()
     [call] = calls(m, "DELETE", MEMBERS)
     assert call.kwargs["params"] == {"member_id_type": "app_id"}
@@ -185,20 +200,20 @@ def test_leave_removes_the_bot_by_app_id(ops, m):
     assert api_calls(m) == 1
 
 
-def test_failed_join_is_a_room_error(ops, m):
+def test_failed_join_is_a_room_error(ops, room, m):
     m.get(IN_CHAT_RE, payload={"code": 0, "data": {"is_in_chat": False}})
     m.patch(f"{BASE}{MEMBERS}/me_join", status=400, payload={"code": 232033, "msg": "private"})
     with pytest.raises(RoomError, match="232033"):
-        LarkRoom(GROUP).join()
+        room(GROUP).join()
 
 
 # ----- topic, create, destroy, invite ---------------------------------------------------------
 
 
-def test_topic_is_the_chat_description_and_setting_it_updates_the_cache(ops, m):
+def test_topic_is_the_chat_description_and_setting_it_updates_the_cache(ops, room, m):
     m.get(CHAT_URL, payload={"code": 0, "data": {"name": "ops", "description": "on call: bob"}})
     m.put(CHAT_URL, payload=OK)
-    room = LarkRoom(GROUP)
+    room = room(GROUP)
     assert room.topic == "on call: bob"
     room.topic = "on call: alice"
     [put] = calls(m, "PUT", f"/open-apis/im/v1/chats/{GROUP}")
@@ -208,30 +223,31 @@ def test_topic_is_the_chat_description_and_setting_it_updates_the_cache(ops, m):
     assert len(calls(m, "GET", f"/open-apis/im/v1/chats/{GROUP}")) == 1
 
 
-def test_empty_topic_is_none_and_unreadable_chat_is_not_joined(ops, m):
+def test_empty_topic_is_none_and_unreadable_chat_is_not_joined(ops, room, m):
     m.get(CHAT_URL, payload={"code": 0, "data": {"name": "ops", "description": ""}})
-    assert LarkRoom(GROUP).topic is None
+    assert room(GROUP).topic is None
     m.get(f"{BASE}/open-apis/im/v1/chats/oc_other", status=400, payload={"code": 232011})
     with pytest.raises(RoomNotJoinedError):
-        _ = LarkRoom("oc_other").topic
+        _ = room("oc_other").topic
 
 
-def test_create_is_a_noop_for_existing_chats_and_explains_otherwise(ops, m):
+def test_create_is_a_noop_for_existing_chats_and_explains_otherwise(ops, room, m):
     m.get(CHAT_URL, payload={"code": 0, "data": {"name": "ops"}})
-    LarkRoom(GROUP).create()
-    assert LarkRoom(GROUP).exists
+    room(GROUP).create()
+    assert room(GROUP).exists
     m.get(f"{BASE}/open-apis/im/v1/chats/oc_missing", status=400, payload={"code": 232010})
     with pytest.raises(RoomDoesNotExistError, match="create_chat"):
-        LarkRoom("oc_missing").create()
+        room("oc_missing").create()
 
 
-def test_create_chat_creates_one_remembers_it_and_counts_as_joined(ops, m):
+def test_create_chat_creates_one_remembers_it_and_counts_as_joined(ops, room, m):
     m.post(
         re.compile(rf"^{re.escape(BASE)}/open-apis/im/v1/chats\?"),
         payload={"code": 0, "data": {"chat_id": "oc_new", "name": "incident-42"}},
     )
-    room = ops.create_chat("incident-42", description="sev2", invite=[ALICE, LarkPerson(BOB)])
-    assert room == LarkRoom("oc_new")
+    created = ops.create_chat("incident-42", description="sev2", invite=[ALICE, LarkPerson(BOB)])
+    assert created == LarkRoom("oc_new")
+    assert created.joined  # bound to the backend's operations, no call needed
     [call] = calls(m, "POST", "/open-apis/im/v1/chats")
     assert call.kwargs["params"] == {"user_id_type": "open_id", "uuid": mock.ANY}
     assert re.fullmatch(r"[0-9a-f]{32}", call.kwargs["params"]["uuid"])
@@ -241,8 +257,8 @@ def test_create_chat_creates_one_remembers_it_and_counts_as_joined(ops, m):
         "description": "sev2",
         "user_id_list": [ALICE, BOB],
     }
-    assert LarkRoom("oc_new").name == "incident-42"
-    assert LarkRoom("oc_new").joined
+    assert room("oc_new").name == "incident-42"
+    assert room("oc_new").joined
     assert api_calls(m) == 1
 
 
@@ -287,21 +303,21 @@ async def test_each_create_gets_its_own_uuid_unless_one_is_given(m, retrying_cli
     assert len(calls(m, "POST", "/open-apis/im/v1/chats")) == 3
 
 
-def test_destroy_disbands_and_is_a_noop_when_gone(ops, m):
+def test_destroy_disbands_and_is_a_noop_when_gone(ops, room, m):
     m.get(CHAT_URL, payload={"code": 0, "data": {"name": "ops"}})
     m.delete(CHAT_URL, payload=OK)
-    LarkRoom(GROUP).destroy()
+    room(GROUP).destroy()
     assert len(calls(m, "DELETE", f"/open-apis/im/v1/chats/{GROUP}")) == 1
     m.get(f"{BASE}/open-apis/im/v1/chats/oc_gone", status=400, payload={"code": 232010})
-    LarkRoom("oc_gone").destroy()
+    room("oc_gone").destroy()
     assert calls(m, "DELETE", "/open-apis/im/v1/chats/oc_gone") == []
 
 
-def test_invite_adds_people_and_refreshes_occupants(ops, m):
+def test_invite_adds_people_and_refreshes_occupants(ops, room, m):
     m.get(MEMBERS_RE, payload=members_page((ALICE, "Alice")))
     m.post(MEMBERS_RE, payload={"code": 0, "data": {"invalid_id_list": []}})
     m.get(MEMBERS_RE, payload=members_page((ALICE, "Alice"), (BOB, "Bob")))
-    room = LarkRoom(GROUP)
+    room = room(GROUP)
     assert len(room.occupants) == 1
     room.invite(f"{GROUP}/{BOB}", LarkPerson(ALICE))
     [post] = calls(m, "POST", MEMBERS)
@@ -310,12 +326,12 @@ def test_invite_adds_people_and_refreshes_occupants(ops, m):
     assert len(room.occupants) == 2
 
 
-def test_invite_reports_who_feishu_refused(ops, m):
+def test_invite_reports_who_feishu_refused(ops, room, m):
     m.post(MEMBERS_RE, payload={"code": 0, "data": {"not_existed_id_list": [BOB]}})
     with pytest.raises(RoomError, match=f"not_existed_id_list: {BOB}"):
-        LarkRoom(GROUP).invite(BOB)
+        room(GROUP).invite(BOB)
     with pytest.raises(Exception, match="not a Feishu"):
-        LarkRoom(GROUP).invite("bob")
+        room(GROUP).invite("bob")
 
 
 async def test_add_members_sends_at_most_fifty_per_call(m):
@@ -331,70 +347,33 @@ async def test_add_members_sends_at_most_fifty_per_call(m):
     assert sizes == [50, 50, 20]
 
 
-def test_before_connecting_reads_use_the_directory_and_changes_are_refused():
+def test_a_room_no_backend_built_refuses_room_operations():
     room = LarkRoom(GROUP)
-    assert not room.exists
-    assert not room.joined
+    with pytest.raises(RoomError, match="not connected"):
+        _ = room.exists
+    with pytest.raises(RoomError, match="not connected"):
+        room.join()
     with pytest.raises(RoomError, match="not connected"):
         room.join()
     with pytest.raises(RoomError, match="not connected"):
         _ = room.occupants
 
 
-def test_rooms_still_pickle_by_id_with_operations_installed(ops):
-    room = LarkRoom(GROUP, name="ops")
-    clone = pickle.loads(pickle.dumps(room))
-    assert clone == room
+def test_rooms_pickle_by_id_without_the_backends_services(ops, room):
+    bound = room(GROUP, name="ops")
+    clone = pickle.loads(pickle.dumps(bound))
+    assert clone == bound
     assert str(clone) == GROUP
+    assert clone.name == "ops"
+    with pytest.raises(RoomError, match="not connected"):
+        clone.join()  # unpickled: nothing to reach Feishu through
 
 
-def test_member_events_update_the_caches(ops, m):
+def test_member_events_update_the_caches(ops, room, m):
     m.get(MEMBERS_RE, payload=members_page((ALICE, "Alice")), repeat=True)
-    assert len(LarkRoom(GROUP).occupants) == 1
+    assert len(room(GROUP).occupants) == 1
     ops.forget(GROUP)  # a user joined
-    assert len(LarkRoom(GROUP).occupants) == 1
+    assert len(room(GROUP).occupants) == 1
     ops.note_joined(GROUP, False)  # the bot was removed
-    assert not LarkRoom(GROUP).joined
+    assert not room(GROUP).joined
     assert api_calls(m) == 2
-
-
-# ----- member events --------------------------------------------------------------------------
-
-
-def envelope(name: str):
-    return parse_callback(json.loads((FIXTURES / f"{name}.json").read_text()))
-
-
-def test_bot_added_and_deleted_events():
-    added = parse_member_event(envelope("bot_added"))
-    assert added.event_type == BOT_ADDED
-    assert (added.chat_id, added.chat_name) == (GROUP, "ops")
-    assert added.operator_open_id == "ou_84aad35d084aa403a838cf73ee18467"
-    assert added.joined
-    assert added.about_bot
-    assert added.users == ()
-    deleted = parse_member_event(envelope("bot_deleted"))
-    assert not deleted.joined
-    assert deleted.about_bot
-
-
-def test_user_added_and_deleted_events():
-    added = parse_member_event(envelope("user_added"))
-    assert added.users == ((ALICE, "Alice"),)
-    assert added.joined
-    assert not added.about_bot
-    deleted = parse_member_event(envelope("user_deleted"))
-    assert deleted.event_type == USER_DELETED
-    assert deleted.operator_open_id == ALICE  # she left by herself
-
-
-def test_malformed_member_events_are_event_errors():
-    broken = envelope("user_added")
-    with pytest.raises(EventError, match="without users"):
-        parse_member_event(
-            type(broken)(broken.event_id, broken.event_type, None, {"chat_id": GROUP})
-        )
-    with pytest.raises(EventError, match="without chat_id"):
-        parse_member_event(type(broken)("e", "im.chat.member.bot.added_v1", None, {}))
-    with pytest.raises(EventError, match="not a chat member event"):
-        parse_member_event(envelope("p2p_text"))

@@ -1,6 +1,6 @@
 """The sandbox delivers to the bot exactly like Feishu: schema 2.0 envelopes, encrypted and
 signed (accepted by the project's own webhook checks), retried until acked; card clicks become
-``card.action.trigger`` callbacks whose answers update the card (reference/feishu-platform.md
+``card.action.trigger`` callbacks whose answers update the card (docs/feishu-platform.md
 §1.6-1.8, §6.1)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +17,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from lark_cards.events import Envelope, parse_message
-from lark_cards.sandbox.delivery import Deliverer, message_envelope
+from lark_cards.inbound.events import parse_message
+from lark_cards.sandbox.delivery import Attempt, Deliverer, message_envelope
 from lark_cards.sandbox.runner import Sandbox, SandboxConfig
 from lark_cards.sandbox.state import ALICE, BOB, GROUP_CHAT
 from lark_cards.settings import Settings
+from lark_cards.transport.envelope import Envelope
 from lark_cards.transport.webhook import Rejected, authenticate
 
 ENCRYPT_KEY = "sandbox-encrypt-key"
@@ -101,6 +102,20 @@ async def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return response.status, await response.json()
 
 
+async def _push(
+    bot: FakeBot, on_attempt: Callable[[Attempt], None] | None = None, **options: Any
+) -> tuple[Deliverer, dict[str, Any]]:
+    """One message event (Alice's, in the group) pushed by ``Deliverer(bot.url, **options)``
+    until acked or given up: the closed deliverer and the event."""
+    deliverer = Deliverer(bot.url, **options)
+    payload = message_envelope("!help", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
+    try:
+        await deliverer.push(payload, on_attempt)
+    finally:
+        await deliverer.close()
+    return deliverer, payload
+
+
 # ----- events ----------------------------------------------------------------------------------
 
 
@@ -148,12 +163,9 @@ async def test_the_page_refuses_unknown_chats_and_strangers(sandbox: Sandbox):
 
 async def test_an_event_not_acked_in_time_is_pushed_again_with_the_same_event_id(bot: FakeBot):
     bot.delays = [1.0]  # the first push is answered too late (deadline 0.3 s)
-    deliverer = Deliverer(bot.url, encrypt_key=ENCRYPT_KEY, ack_deadline=0.3, retry_delays=(0.05,))
-    payload = message_envelope("!help", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
-    try:
-        await deliverer.push(payload)
-    finally:
-        await deliverer.close()
+    deliverer, payload = await _push(
+        bot, encrypt_key=ENCRYPT_KEY, ack_deadline=0.3, retry_delays=(0.05,)
+    )
     assert [(a.number, a.status, a.error) for a in deliverer.attempts] == [
         (0, None, "timeout"),
         (1, 200, None),
@@ -164,15 +176,14 @@ async def test_an_event_not_acked_in_time_is_pushed_again_with_the_same_event_id
 
 async def test_a_failing_bot_gets_every_retry_then_the_event_is_dropped(bot: FakeBot):
     bot.statuses = [500, 503, 500]
-    seen = []
-    deliverer = Deliverer(
-        bot.url, encrypt_key=ENCRYPT_KEY, ack_deadline=0.3, retry_delays=(0.01, 0.01)
+    seen: list[Attempt] = []
+    await _push(
+        bot,
+        on_attempt=seen.append,
+        encrypt_key=ENCRYPT_KEY,
+        ack_deadline=0.3,
+        retry_delays=(0.01, 0.01),
     )
-    payload = message_envelope("!help", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
-    try:
-        await deliverer.push(payload, on_attempt=seen.append)
-    finally:
-        await deliverer.close()
     assert [a.status for a in seen] == [500, 503, 500]
     assert not any(a.acked for a in seen)
 
@@ -184,35 +195,20 @@ async def test_a_retry_waits_for_its_delay(bot: FakeBot):
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    deliverer = Deliverer(bot.url, encrypt_key=ENCRYPT_KEY, retry_delays=(15.0, 300.0), sleep=sleep)
-    payload = message_envelope("hi", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
-    try:
-        await deliverer.push(payload)
-    finally:
-        await deliverer.close()
+    await _push(bot, encrypt_key=ENCRYPT_KEY, retry_delays=(15.0, 300.0), sleep=sleep)
     assert slept == [15.0]  # Feishu's first retry interval (§1.8); acked on the retry
     assert Deliverer(None).retry_delays == (15.0, 300.0, 3600.0, 21600.0)
 
 
 async def test_without_an_encrypt_key_events_are_plain_json_with_the_token(bot: FakeBot):
     bot.settings = Settings(app_id="cli_x", app_secret="x", verification_token=TOKEN)
-    deliverer = Deliverer(bot.url, encrypt_key=None)
-    payload = message_envelope("hi", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
-    try:
-        await deliverer.push(payload)
-    finally:
-        await deliverer.close()
+    await _push(bot, encrypt_key=None)
     assert bot.rejected == []
     assert bot.received[0].token == TOKEN
 
 
 async def test_a_wrong_encrypt_key_is_refused_by_the_bot(bot: FakeBot):
-    deliverer = Deliverer(bot.url, encrypt_key="not-the-key", retry_delays=())
-    payload = message_envelope("hi", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
-    try:
-        await deliverer.push(payload)
-    finally:
-        await deliverer.close()
+    deliverer, _ = await _push(bot, encrypt_key="not-the-key", retry_delays=())
     assert bot.received == []
     assert bot.rejected
     assert deliverer.attempts[0].status is not None
@@ -237,9 +233,9 @@ def _card(text: str, *, button: bool = True) -> dict[str, Any]:
 
 
 def _bot_card(sandbox: Sandbox, card: dict[str, Any]):
-    from lark_cards.sandbox.state import SentMessage
+    from lark_cards.sandbox.state import StoredMessage
 
-    message = SentMessage(
+    message = StoredMessage(
         message_id=sandbox.platform.conversations.new_id(),
         chat_id=GROUP_CHAT,
         msg_type="interactive",
@@ -396,28 +392,3 @@ async def test_other_web_pages_cannot_drive_the_simulated_users(sandbox: Sandbox
             assert response.status == 200
     await _eventually(lambda: bot.received)
     assert len(bot.received) == 1
-
-
-async def test_the_callback_token_allows_two_delayed_updates_within_30_minutes(
-    sandbox: Sandbox, bot: FakeBot
-):
-    message = _bot_card(sandbox, _card("Deploy?"))
-    await _click(sandbox, message.message_id)  # the bot answers {} at once …
-    update_token = bot.received[0].event["token"]
-    config = sandbox.config
-    async with aiohttp.ClientSession() as session:
-        auth = {"app_id": config.app_id, "app_secret": config.app_secret}
-        async with session.post(
-            sandbox.url + "/open-apis/auth/v3/tenant_access_token/internal", json=auth
-        ) as response:
-            headers = {"Authorization": f"Bearer {(await response.json())['tenant_access_token']}"}
-        codes = []
-        for step in ("Deploying…", "Deployed", "Too late"):  # … and updates later (§4.3)
-            body = {"token": update_token, "card": _card(step, button=False)}
-            async with session.post(
-                sandbox.url + "/open-apis/interactive/v1/card/update", json=body, headers=headers
-            ) as response:
-                codes.append((await response.json())["code"])
-    assert codes == [0, 0, 230001]
-    assert message.content["body"]["elements"][0]["content"] == "Deployed"
-    assert message.updates == 2

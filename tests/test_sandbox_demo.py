@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
-import os
 import re
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from lark_cards.render.validate import Limits
+from lark_cards.render.cardspec import CardLimits
 from lark_cards.sandbox.demo import (
     CORE_PLUGINS,
     free_port,
@@ -127,71 +126,47 @@ def test_the_cli_module_is_light_and_rejects_bad_delays(capsys: pytest.CaptureFi
     assert "--retry-delays" in capsys.readouterr().err
 
 
-def test_the_sandbox_alone_prints_its_url_and_config_and_stops_on_ctrl_c():
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lark_cards.sandbox", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        url = _wait_line(process, r"Sandbox page: (http://127\.0\.0\.1:\d+/)", timeout=30)
-        assert _wait_line(process, r"(BOT_IDENTITY = \{.*'encrypt_key')", timeout=5)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
+def test_the_sandbox_alone_prints_its_url_and_config_and_stops_on_ctrl_c(processes):
+    process = processes.python("lark_cards.sandbox", "--port", "0")
+    url = _wait_line(process, r"Sandbox page: (http://127\.0\.0\.1:\d+/)", timeout=30)
+    assert _wait_line(process, r"(BOT_IDENTITY = \{.*'encrypt_key')", timeout=5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(15) == 0
     assert url.startswith("http://127.0.0.1:")
 
 
 @pytest.mark.e2e
-def test_make_demo_answers_in_the_group_and_ctrl_c_stops_both(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def test_make_demo_answers_in_the_group_and_ctrl_c_stops_both(tmp_path: Path, processes):
     demo_dir = tmp_path / "demo"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lark_cards.sandbox", "--demo", "--port", "0",
-         "--demo-dir", str(demo_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    try:
-        url = _wait_line(process, r"Open (http://127\.0\.0\.1:\d+)/")
-        assert _pids_running(str(demo_dir)), "errbot is not running"
+    process = processes.python(
+        "lark_cards.sandbox", "--demo", "--port", "0", "--demo-dir", str(demo_dir)
+    )
+    url = _wait_line(process, r"Open (http://127\.0\.0\.1:\d+)/")
+    assert _pids_running(str(demo_dir)), "errbot is not running"
 
-        async def ask() -> list[dict]:
-            async with aiohttp.ClientSession() as session:
-                text = {"chat_id": GROUP_CHAT, "sender": BOB, "text": "!echo hello sandbox"}
-                async with session.post(url + "/api/send", json=text) as response:
-                    assert response.status == 200
-                for _ in range(150):
-                    async with session.get(url + "/api/updates?since=0&wait=0") as response:
-                        messages = (await response.json())["messages"]
-                    bot = [m for m in messages if m["sender_type"] == "app"]
-                    if bot:
-                        return bot
-                    await asyncio.sleep(0.1)
-            raise AssertionError("the bot did not answer")
+    async def ask() -> list[dict]:
+        async with aiohttp.ClientSession() as session:
+            text = {"chat_id": GROUP_CHAT, "sender": BOB, "text": "!echo hello sandbox"}
+            async with session.post(url + "/api/send", json=text) as response:
+                assert response.status == 200
+            for _ in range(150):
+                async with session.get(url + "/api/updates?since=0&wait=0") as response:
+                    messages = (await response.json())["messages"]
+                bot = [m for m in messages if m["sender_type"] == "app"]
+                if bot:
+                    return bot
+                await asyncio.sleep(0.1)
+        raise AssertionError("the bot did not answer")
 
-        [answer] = asyncio.run(ask())
-        assert answer["msg_type"] == "interactive"
-        assert "hello sandbox" in str(answer["content"])
-        process.send_signal(signal.SIGINT)
-        process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
-        assert process.wait(40) == 0
-        assert _pids_running(str(demo_dir)) == []
-        log = (demo_dir / "errbot.log").read_text()
-        assert "Traceback" not in log
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    [answer] = asyncio.run(ask())
+    assert answer["msg_type"] == "interactive"
+    assert "hello sandbox" in str(answer["content"])
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
+    assert process.wait(40) == 0
+    assert _pids_running(str(demo_dir)) == []
+    log = (demo_dir / "errbot.log").read_text()
+    assert "Traceback" not in log
 
 
 @pytest.fixture
@@ -205,7 +180,7 @@ async def strict_feishu(tmp_path: Path) -> AsyncIterator[Sandbox]:
         verification_token="strict-token",
     )
     sandbox = Sandbox(config)
-    sandbox.platform.card_limits = Limits(max_tables=1)
+    sandbox.platform.card_limits = CardLimits(max_tables=1)
     await sandbox.start()
     process = await start_errbot(write_config(tmp_path, sandbox, bot_port=bot_port), tmp_path)
     try:

@@ -1,4 +1,4 @@
-"""The sandbox refuses what Feishu refuses, with Feishu's codes (reference/feishu-platform.md
+"""The sandbox refuses what Feishu refuses, with Feishu's codes (docs/feishu-platform.md
 §3-§5), and keeps what it accepts where the page and tests can see it."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from lark_cards.api import CARD_REJECTED, LarkAPIError, LarkClient
+from lark_cards.api.client import LarkClient
+from lark_cards.api.errors import CARD_REJECTED, LarkAPIError
 from lark_cards.sandbox.openapi import FakeOpenPlatform
 from lark_cards.sandbox.state import ALICE, GROUP_CHAT, default_chats, default_users
 
@@ -45,13 +46,48 @@ class Api:
         ) as response:
             return response.status, await response.json()
 
-    async def send_card(self, card: dict[str, Any], chat_id: str = GROUP_CHAT, **kwargs: Any):
-        body = {"receive_id": chat_id, "msg_type": "interactive", "content": json.dumps(card)}
+    async def tenant_token(self, app_secret: str) -> tuple[int, dict[str, Any]]:
+        return await self.call(
+            "POST",
+            "/open-apis/auth/v3/tenant_access_token/internal",
+            json={"app_id": "cli_test", "app_secret": app_secret},
+        )
+
+    async def send(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        chat_id: str = GROUP_CHAT,
+        *,
+        token: str | None = None,
+        **fields: Any,
+    ) -> tuple[int, dict[str, Any]]:
+        """POST im/v1/messages to ``chat_id``; ``fields`` (``uuid``) join the body."""
+        body = {"receive_id": chat_id, "msg_type": msg_type, "content": json.dumps(content)}
         return await self.call(
             "POST",
             "/open-apis/im/v1/messages",
+            token=token,
             params={"receive_id_type": "chat_id"},
-            json={**body, **kwargs},
+            json={**body, **fields},
+        )
+
+    async def send_card(self, card: dict[str, Any], chat_id: str = GROUP_CHAT, **fields: Any):
+        return await self.send("interactive", card, chat_id, **fields)
+
+    async def reply(self, message_id: str, text: str) -> tuple[int, dict[str, Any]]:
+        content = json.dumps({"text": text})
+        return await self.call(
+            "POST",
+            f"/open-apis/im/v1/messages/{message_id}/reply",
+            json={"msg_type": "text", "content": content},
+        )
+
+    async def patch(self, message_id: str, card: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """PATCH the message's content with ``card``."""
+        content = json.dumps(card)
+        return await self.call(
+            "PATCH", f"/open-apis/im/v1/messages/{message_id}", json={"content": content}
         )
 
 
@@ -70,11 +106,7 @@ async def api() -> AsyncIterator[Api]:
     await server.start_server()
     async with aiohttp.ClientSession() as session:
         api = Api(platform, clock, session, str(server.make_url("")).rstrip("/"))
-        status, body = await api.call(
-            "POST",
-            "/open-apis/auth/v3/tenant_access_token/internal",
-            json={"app_id": "cli_test", "app_secret": SECRET},
-        )
+        status, body = await api.tenant_token(SECRET)
         assert status == 200, body
         api.token = body["tenant_access_token"]
         yield api
@@ -111,23 +143,13 @@ async def test_a_token_works_until_it_expires_then_99991663(api: Api):
     ("token", "code"), [("t-not-issued-by-the-sandbox", 99991663), ("", 99991661)]
 )
 async def test_a_wrong_or_missing_token_is_refused(api: Api, token: str, code: int):
-    status, body = await api.call(
-        "POST",
-        "/open-apis/im/v1/messages",
-        token=token,
-        params={"receive_id_type": "chat_id"},
-        json={"receive_id": GROUP_CHAT, "msg_type": "text", "content": '{"text": "hi"}'},
-    )
+    status, body = await api.send("text", {"text": "hi"}, token=token)
     assert (status, body["code"]) == (400, code)
     assert api.platform.messages == []
 
 
 async def test_a_wrong_app_secret_gets_no_token(api: Api):
-    status, body = await api.call(
-        "POST",
-        "/open-apis/auth/v3/tenant_access_token/internal",
-        json={"app_id": "cli_test", "app_secret": "guess"},
-    )
+    status, body = await api.tenant_token("guess")
     assert (status, body["code"]) == (400, 10014)
 
 
@@ -206,13 +228,7 @@ async def test_file_upload_returns_a_file_key_for_file_messages(api: Api):
     form.add_field("file", b"hello", filename="report.txt")
     status, body = await api.call("POST", "/open-apis/im/v1/files", data=form)
     assert (status, body["code"]) == (200, 0)
-    content = json.dumps({"file_key": body["data"]["file_key"]})
-    status, body = await api.call(
-        "POST",
-        "/open-apis/im/v1/messages",
-        params={"receive_id_type": "chat_id"},
-        json={"receive_id": GROUP_CHAT, "msg_type": "file", "content": content},
-    )
+    status, body = await api.send("file", {"file_key": body["data"]["file_key"]})
     assert (status, body["code"]) == (200, 0)
 
 
@@ -260,28 +276,17 @@ async def test_a_refused_send_is_noted_in_the_chat(api: Api):
 
 async def test_reply_lands_in_the_chat_of_the_question(api: Api):
     question = api.platform.post_user_message(GROUP_CHAT, ALICE, "!help")
-    status, body = await api.call(
-        "POST",
-        f"/open-apis/im/v1/messages/{question.message_id}/reply",
-        json={"msg_type": "text", "content": '{"text": "hi"}'},
-    )
+    status, body = await api.reply(question.message_id, "hi")
     assert (status, body["data"]["chat_id"]) == (200, GROUP_CHAT)
     assert api.platform.messages[0].reply_to == question.message_id
-    status, body = await api.call(
-        "POST",
-        "/open-apis/im/v1/messages/om_unknown/reply",
-        json={"msg_type": "text", "content": '{"text": "hi"}'},
-    )
+    status, body = await api.reply("om_unknown", "hi")
     assert (status, body["code"]) == (400, 230011)
 
 
 async def test_patch_updates_a_card_in_place(api: Api):
     sent = (await api.send_card(card(markdown("Deploying…"))))[1]["data"]["message_id"]
     seq = api.platform.conversations.seq
-    new = json.dumps(card(markdown("Deployed ✅")))
-    status, body = await api.call(
-        "PATCH", f"/open-apis/im/v1/messages/{sent}", json={"content": new}
-    )
+    status, body = await api.patch(sent, card(markdown("Deployed ✅")))
     assert (status, body["code"]) == (200, 0)
     [message] = api.platform.messages
     assert message.content["body"]["elements"][0]["content"] == "Deployed ✅"
@@ -291,38 +296,21 @@ async def test_patch_updates_a_card_in_place(api: Api):
 
 async def test_patch_refuses_what_feishu_refuses(api: Api):
     sent = (await api.send_card(card(markdown("v1"))))[1]["data"]["message_id"]
-    v1_card = json.dumps({"config": {"update_multi": True}, "elements": [markdown("1.0")]})
-    status, body = await api.call(
-        "PATCH", f"/open-apis/im/v1/messages/{sent}", json={"content": v1_card}
-    )
+    v1_card = {"config": {"update_multi": True}, "elements": [markdown("1.0")]}
+    status, body = await api.patch(sent, v1_card)
     assert (status, body["code"]) == (400, 200830)
-    too_many = json.dumps(card(*(table(n) for n in range(6))))
-    status, body = await api.call(
-        "PATCH", f"/open-apis/im/v1/messages/{sent}", json={"content": too_many}
-    )
+    status, body = await api.patch(sent, card(*(table(n) for n in range(6))))
     assert (status, body["code"]) == (400, 230099)
-    status, body = await api.call(
-        "PATCH", "/open-apis/im/v1/messages/om_nope", json={"content": json.dumps(card())}
-    )
+    status, body = await api.patch("om_nope", card())
     assert (status, body["code"]) == (400, 230011)
     text = api.platform.post_user_message(GROUP_CHAT, ALICE, "hello")
-    status, body = await api.call(
-        "PATCH",
-        f"/open-apis/im/v1/messages/{text.message_id}",
-        json={"content": json.dumps(card(markdown("x")))},
-    )
+    status, body = await api.patch(text.message_id, card(markdown("x")))
     assert (status, body["code"]) == (400, 230001)
 
 
 async def test_patch_is_limited_to_5_per_second_per_message(api: Api):
     sent = (await api.send_card(card(markdown("0"))))[1]["data"]["message_id"]
-    codes = []
-    for n in range(6):
-        content = json.dumps(card(markdown(str(n))))
-        _, body = await api.call(
-            "PATCH", f"/open-apis/im/v1/messages/{sent}", json={"content": content}
-        )
-        codes.append(body["code"])
+    codes = [(await api.patch(sent, card(markdown(str(n)))))[1]["code"] for n in range(6)]
     assert codes == [0, 0, 0, 0, 0, 230020]
 
 

@@ -1,76 +1,54 @@
 """The backend's native ``send_card`` and ``send_template``: what a plugin's card looks like in
-Feishu, through the real backend (its loop in a thread, a fake Open API client)."""
+Feishu, through the real backend (its bridge on a loop thread, delivering to a fake Open API)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from api_fakes import Call, FakeOpenAPI
 from errbot.backends.base import Card, Message
-from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
+from errbot_config import errbot_config, offline_backend
+from feishu_payloads import envelope
 
 from lark_cards.backend import LarkCardsBackend
-from lark_cards.events import parse_callback, parse_message
 from lark_cards.identifiers import LarkPerson, LarkRoom
-from lark_cards.inbound import to_message
-from lark_cards.outbound import Sender
+from lark_cards.inbound.events import parse_message
+from lark_cards.inbound.messages import to_message
+from lark_cards.outbound import Delivery
 from lark_cards.render.validate import validate_card
 
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
-BOT = BOT_OPEN_ID
 GROUP = "oc_a0553eda9014c201e6969b478895c230"
 QUESTION = "om_dc13264520392913993dd051dba21dcf"
-
-
-class FakeClient:
-    """Records the messages the backend sends."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    async def send_message(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(("send", args, kwargs))
-        return {"message_id": "om_sent"}
-
-    async def reply_message(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(("reply", args, kwargs))
-        return {"message_id": "om_reply"}
-
+SEND = "/open-apis/im/v1/messages"
 
 Start = Callable[..., LarkCardsBackend]
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Start]:
-    """Factory: a backend (optionally with ``LARK_CARDS`` options) whose loop runs in a thread,
-    as during serve_once."""
-    loops: list[tuple[asyncio.AbstractEventLoop, threading.Thread]] = []
+def start(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Start]:
+    """Factory: a backend (optionally with ``LARK_CARDS`` options) as during serve_once: its
+    bridge on the loop thread, its delivery path sending to a fake Open API."""
+    started: list[LarkCardsBackend] = []
 
     def factory(**lark_cards: Any) -> LarkCardsBackend:
         config = errbot_config(tmp_path)
         if lark_cards:
             config.LARK_CARDS = lark_cards
         bot = offline_backend(config)
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="lark-loop", daemon=True)
-        thread.start()
-        loops.append((loop, thread))
-        bot._loop = loop
-        bot.client = FakeClient()  # type: ignore[assignment]
-        bot.sender = Sender(bot.client, bot.render_options, upload_images=False)  # type: ignore[arg-type]
+        bot.bridge.attach(loop)
+        bot.delivery = Delivery(FakeOpenAPI(), bot.render_options, upload_images=False)
+        started.append(bot)
         return bot
 
     yield factory
-    for loop, thread in loops:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+    for bot in started:
+        bot.outbox.close()
 
 
 @pytest.fixture
@@ -78,28 +56,25 @@ def running(start: Start) -> LarkCardsBackend:
     return start()
 
 
-def sent(backend: LarkCardsBackend, count: int = 1) -> list[tuple[str, tuple[Any, ...], dict]]:
-    """Wait (at most 2 s, in 10 ms steps) until ``count`` messages went out."""
-    calls = backend.client.calls  # type: ignore[union-attr]
-    for _ in range(200):
-        if len(calls) >= count:
-            return calls
-        threading.Event().wait(0.01)
-    raise AssertionError(f"expected {count} send(s), got {calls}")
+def sent(backend: LarkCardsBackend, count: int = 1) -> list[Call]:
+    """The messages that went out, once ``count`` have."""
+    assert backend.delivery is not None
+    fake = backend.delivery.client
+    assert isinstance(fake, FakeOpenAPI)
+    return fake.wait_messages(count)
 
 
 def sent_card(backend: LarkCardsBackend) -> dict[str, Any]:
-    [(_, args, _)] = sent(backend)
-    assert args[1] == "interactive"
-    card = args[2]
+    [call] = sent(backend)
+    assert call.json["msg_type"] == "interactive"
+    card = call.content
     assert validate_card(card) == []
     return card
 
 
 def question(backend: LarkCardsBackend) -> Message:
-    envelope = parse_callback(json.loads((FIXTURES / "group_text_mentions.json").read_text()))
-    msg, _ = to_message(parse_message(envelope), backend.bot_identifier)
-    return msg
+    event = parse_message(envelope("group_text_mentions"))
+    return to_message(event, backend.bot_identifier, backend.identities)[0]
 
 
 def grid(card: dict[str, Any]) -> list[tuple[str, str]]:
@@ -137,9 +112,12 @@ def test_send_card_header_fields_link_summary_and_body(running):
             fields=(("environment", "production"), ("version", "1.2.3"), ("owner", "alice")),
         )
     )
-    [(api, args, kwargs)] = sent(running)
-    assert api == "send"
-    assert (args[0], kwargs["receive_id_type"]) == (GROUP, "chat_id")
+    [call] = sent(running)
+    assert (call.path, call.json["receive_id"], call.params) == (
+        SEND,
+        GROUP,
+        {"receive_id_type": "chat_id"},
+    )
     card = sent_card(running)
     header = card["header"]
     assert header["title"] == {"tag": "plain_text", "content": "Deploy finished"}
@@ -190,11 +168,10 @@ def test_send_card_body_table_becomes_a_table_component(running):
 def test_send_card_replies_under_the_question_when_parent_is_set(running):
     asked = question(running)
     running.send_card(Card(body="done", to=asked.to, parent=asked, title="Result"))
-    [(api, args, kwargs)] = sent(running)
-    assert api == "reply"
-    assert args[0] == QUESTION
-    assert kwargs == {"chat_id": GROUP, "reply_in_thread": False}
-    assert args[2]["header"]["title"]["content"] == "Result"
+    [call] = sent(running)
+    assert call.path == f"{SEND}/{QUESTION}/reply"
+    assert call.json["reply_in_thread"] is False
+    assert call.content["header"]["title"]["content"] == "Result"
 
 
 def test_send_card_without_a_title_has_no_header_but_keeps_the_summary(running):
@@ -207,8 +184,12 @@ def test_send_card_without_a_title_has_no_header_but_keeps_the_summary(running):
 
 def test_send_card_to_a_person(running):
     running.send_card(Card(body="hi", to=LarkPerson("ou_alice"), title="Hello"))
-    [(api, args, kwargs)] = sent(running)
-    assert (api, args[0], kwargs["receive_id_type"]) == ("send", "ou_alice", "open_id")
+    [call] = sent(running)
+    assert (call.path, call.json["receive_id"], call.params) == (
+        SEND,
+        "ou_alice",
+        {"receive_id_type": "open_id"},
+    )
 
 
 def test_send_card_without_a_summary_does_not_repeat_the_title_as_subtitle(running):
@@ -248,9 +229,13 @@ def user_templates(tmp_path: Path, **files: str) -> Path:
 def test_send_template_sends_the_users_template_with_the_context(start, tmp_path):
     backend = start(templates_dir=str(user_templates(tmp_path, deploy=DEPLOY_TEMPLATE)))
     backend.send_template(LarkRoom(GROUP), "deploy", {"service": "api", "note": 'done "now"'})
-    [(api, args, _)] = sent(backend)
-    assert (api, args[0], args[1]) == ("send", GROUP, "interactive")
-    assert args[2] == {
+    [call] = sent(backend)
+    assert (call.path, call.json["receive_id"], call.json["msg_type"]) == (
+        SEND,
+        GROUP,
+        "interactive",
+    )
+    assert call.content == {
         "schema": "2.0",
         "header": {
             "title": {"tag": "plain_text", "content": "Deploy api"},
@@ -264,9 +249,9 @@ def test_send_template_in_reply_to_a_message(start, tmp_path):
     backend = start(templates_dir=str(user_templates(tmp_path, deploy=DEPLOY_TEMPLATE)))
     asked = question(backend)
     backend.send_template(asked.to, "deploy", {"service": "db", "note": "ok"}, in_reply_to=asked)
-    [(api, args, _)] = sent(backend)
-    assert (api, args[0]) == ("reply", QUESTION)
-    assert args[2]["header"]["title"]["content"] == "Deploy db"
+    [call] = sent(backend)
+    assert call.path == f"{SEND}/{QUESTION}/reply"
+    assert call.content["header"]["title"]["content"] == "Deploy db"
 
 
 def test_a_broken_user_template_still_sends_the_default_card_and_logs_one_error(

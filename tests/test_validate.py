@@ -10,16 +10,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lark_cards.render.scan import markdown_image_keys, markdown_tables, pipe_tables
-from lark_cards.render.validate import (
-    CARD_TOO_LARGE,
-    INVALID_CONTENT,
+from lark_cards.api.errors import (
+    CARD_SCHEMA_MISMATCH,
     INVALID_IMAGE_KEY,
-    SCHEMA_MISMATCH,
+    INVALID_PARAM,
+    MESSAGE_TOO_LARGE,
     TOO_MANY_COMPONENTS,
     TOO_MANY_TABLES,
     UNKNOWN_TABLE_ROW_KEY,
-    Limits,
+)
+from lark_cards.render.cardspec import CardLimits
+from lark_cards.render.scan import markdown_image_keys, markdown_tables, pipe_tables
+from lark_cards.render.validate import (
     Problem,
     card_size,
     count_components,
@@ -155,24 +157,24 @@ def test_problem_is_a_frozen_value() -> None:
 @pytest.mark.parametrize("schema", [None, "1.0", 2.0, 2])
 def test_schema_must_be_2_0(schema: Any) -> None:
     bad = card(md("x"), schema=schema)
-    assert (SCHEMA_MISMATCH, "schema") in codes(validate_card(bad))
+    assert (CARD_SCHEMA_MISMATCH, "schema") in codes(validate_card(bad))
 
 
 def test_a_1_0_card_without_schema_is_rejected() -> None:
     legacy = {"config": {"wide_screen_mode": True}, "elements": [{"tag": "div"}]}
     found = codes(validate_card(legacy))
-    assert (SCHEMA_MISMATCH, "schema") in found
-    assert (INVALID_CONTENT, "elements") in found  # unknown top-level property
-    assert (INVALID_CONTENT, "body") in found  # no body
+    assert (CARD_SCHEMA_MISMATCH, "schema") in found
+    assert (INVALID_PARAM, "elements") in found  # unknown top-level property
+    assert (INVALID_PARAM, "body") in found  # no body
 
 
 @pytest.mark.parametrize("value", [[], "card", None, 3])
 def test_a_card_must_be_an_object(value: Any) -> None:
-    assert codes(validate_card(value)) == [(INVALID_CONTENT, "")]
+    assert codes(validate_card(value)) == [(INVALID_PARAM, "")]
 
 
 def test_a_card_that_is_not_json_is_a_problem() -> None:
-    assert codes(validate_card(card(md({1, 2})))) == [(INVALID_CONTENT, "")]  # type: ignore[arg-type]
+    assert codes(validate_card(card(md({1, 2})))) == [(INVALID_PARAM, "")]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -205,7 +207,7 @@ def test_a_card_that_is_not_json_is_a_problem() -> None:
 def test_structure_rules(mutate: Any, path: str) -> None:
     bad = rich_card()
     mutate(bad)
-    assert (INVALID_CONTENT, path) in codes(validate_card(bad))
+    assert (INVALID_PARAM, path) in codes(validate_card(bad))
 
 
 @pytest.mark.parametrize(
@@ -213,12 +215,12 @@ def test_structure_rules(mutate: Any, path: str) -> None:
 )
 def test_unknown_component_tags_are_rejected(tag: str | None) -> None:
     assert codes(validate_card(card(md("ok"), {"tag": tag}))) == [
-        (INVALID_CONTENT, "body.elements[1]")
+        (INVALID_PARAM, "body.elements[1]")
     ]
 
 
 def test_an_element_that_is_not_an_object_is_rejected() -> None:
-    assert codes(validate_card(card("text"))) == [(INVALID_CONTENT, "body.elements[0]")]
+    assert codes(validate_card(card("text"))) == [(INVALID_PARAM, "body.elements[0]")]
 
 
 @pytest.mark.parametrize(
@@ -284,8 +286,8 @@ def test_an_element_that_is_not_an_object_is_rejected() -> None:
 def test_component_properties_are_strict(element: dict[str, Any], path: str) -> None:
     found = codes(validate_card(card(element)))
     assert found
-    assert all(code == INVALID_CONTENT for code, _ in found)
-    assert (INVALID_CONTENT, path) in found
+    assert all(code == INVALID_PARAM for code, _ in found)
+    assert (INVALID_PARAM, path) in found
 
 
 def test_unlisted_component_properties_are_not_checked() -> None:
@@ -307,16 +309,16 @@ def test_table_row_keys_must_be_column_names() -> None:
 def test_a_table_only_sits_at_the_body_root() -> None:
     nested = {"tag": "column_set", "columns": [{"tag": "column", "elements": [table()]}]}
     assert codes(validate_card(card(nested))) == [
-        (INVALID_CONTENT, "body.elements[0].columns[0].elements[0]")
+        (INVALID_PARAM, "body.elements[0].columns[0].elements[0]")
     ]
     panel = {"tag": "collapsible_panel", "elements": [table()]}
-    assert codes(validate_card(card(panel))) == [(INVALID_CONTENT, "body.elements[0].elements[0]")]
+    assert codes(validate_card(card(panel))) == [(INVALID_PARAM, "body.elements[0].elements[0]")]
 
 
 def test_at_most_five_tables() -> None:
     assert validate_card(card(*[table() for _ in range(5)])) == []
     assert codes(validate_card(card(*[table() for _ in range(6)]))) == [(TOO_MANY_TABLES, "")]
-    assert codes(validate_card(card(table(), table()), Limits(max_tables=1))) == [
+    assert codes(validate_card(card(table(), table()), CardLimits(max_tables=1))) == [
         (TOO_MANY_TABLES, "")
     ]
 
@@ -339,7 +341,7 @@ def test_markdown_pipe_tables_count_toward_the_limit() -> None:
 
 
 def test_at_most_four_pipe_tables_per_markdown_element() -> None:
-    found = codes(validate_card(card(md("\n".join([PIPE_TABLE] * 5))), Limits(max_tables=99)))
+    found = codes(validate_card(card(md("\n".join([PIPE_TABLE] * 5))), CardLimits(max_tables=99)))
     assert found == [(TOO_MANY_TABLES, "body.elements[0].content")]
 
 
@@ -423,7 +425,7 @@ def test_at_most_200_components() -> None:
     assert codes(validate_card(card(*[md("x")] * 201))) == [(TOO_MANY_COMPONENTS, "")]
     nested = {"tag": "column_set", "columns": [{"tag": "column", "elements": [md("x")] * 198}]}
     assert codes(validate_card(card(nested, md("y")))) == [(TOO_MANY_COMPONENTS, "")]
-    assert codes(validate_card(card(md("a"), md("b")), Limits(max_components=1))) == [
+    assert codes(validate_card(card(md("a"), md("b")), CardLimits(max_components=1))) == [
         (TOO_MANY_COMPONENTS, "")
     ]
 
@@ -438,13 +440,13 @@ def nest(levels: int) -> dict[str, Any]:
 def test_containers_nest_at_most_five_levels() -> None:
     assert validate_card(card(nest(5))) == []
     path = "body.elements[0]" + ".elements[0]" * 5
-    assert codes(validate_card(card(nest(6)))) == [(INVALID_CONTENT, path)]
+    assert codes(validate_card(card(nest(6)))) == [(INVALID_PARAM, path)]
 
 
 def test_no_form_inside_a_collapsible_panel() -> None:
     form = {"tag": "form", "name": "f", "elements": []}
     panel = {"tag": "collapsible_panel", "elements": [form]}
-    assert codes(validate_card(card(panel))) == [(INVALID_CONTENT, "body.elements[0].elements[0]")]
+    assert codes(validate_card(card(panel))) == [(INVALID_PARAM, "body.elements[0].elements[0]")]
 
 
 # --- element_id (§5.3) --------------------------------------------------------------------------
@@ -453,7 +455,7 @@ def test_no_form_inside_a_collapsible_panel() -> None:
 @pytest.mark.parametrize("element_id", ["1abc", "_abc", "a-b", "a b", "", "a" * 21, 7, "名字"])
 def test_element_id_shape(element_id: Any) -> None:
     found = codes(validate_card(card(md("x", element_id=element_id))))
-    assert found == [(INVALID_CONTENT, "body.elements[0].element_id")]
+    assert found == [(INVALID_PARAM, "body.elements[0].element_id")]
 
 
 def test_element_id_of_twenty_characters_is_fine() -> None:
@@ -464,7 +466,7 @@ def test_element_id_is_unique_across_the_card() -> None:
     column = {"tag": "column", "element_id": "same", "elements": [md("y")]}
     twice = card(md("x", element_id="same"), {"tag": "column_set", "columns": [column]})
     assert codes(validate_card(twice)) == [
-        (INVALID_CONTENT, "body.elements[1].columns[0].element_id")
+        (INVALID_PARAM, "body.elements[1].columns[0].element_id")
     ]
 
 
@@ -486,9 +488,9 @@ def test_size_limit_counts_bytes_not_characters() -> None:
     assert validate_card(fits) == []
     over = card(md("飞" * 10_300))  # 10,300 characters < 30 KB; 30,900 bytes > 30 KB
     assert len(json.dumps(over, ensure_ascii=False)) < 30 * 1024
-    assert codes(validate_card(over)) == [(CARD_TOO_LARGE, "")]
-    assert codes(validate_card(card(md("x" * 100)), Limits(max_bytes=100))) == [
-        (CARD_TOO_LARGE, "")
+    assert codes(validate_card(over)) == [(MESSAGE_TOO_LARGE, "")]
+    assert codes(validate_card(card(md("x" * 100)), CardLimits(max_bytes=100))) == [
+        (MESSAGE_TOO_LARGE, "")
     ]
 
 
@@ -501,8 +503,8 @@ def test_problems_are_all_reported_and_input_is_not_modified() -> None:
     before = copy.deepcopy(bad)
     found = codes(validate_card(bad))
     assert found == [
-        (INVALID_CONTENT, "body.elements[0].element_id"),
-        (INVALID_CONTENT, "body.elements[1]"),
+        (INVALID_PARAM, "body.elements[0].element_id"),
+        (INVALID_PARAM, "body.elements[1]"),
         (INVALID_IMAGE_KEY, "body.elements[2].img_key"),
     ]
     assert bad == before

@@ -26,10 +26,10 @@ from feishu_payloads import (
     with_ids,
 )
 
-from lark_cards.events import Envelope
 from lark_cards.settings import Settings
 from lark_cards.transport.dedup import TTLSet
-from lark_cards.transport.webhook import DEDUP_KEY, SETTINGS_KEY, create_app
+from lark_cards.transport.envelope import Envelope
+from lark_cards.transport.webhook import create_app
 
 PATH = EVENTS_PATH
 OK = (200, {"msg": "ok"})
@@ -278,6 +278,71 @@ async def test_other_routes_answer_json(bot: Bot) -> None:
         assert resp.headers["Allow"] == "POST"
 
 
+# --- card callbacks (§6.1) -------------------------------------------------------------------
+
+
+def toast(envelope: Envelope) -> dict[str, Any]:
+    """A ``respond`` hook: a pure function of the envelope, as create_app asks."""
+    return {"toast": {"type": "info", "content": f"clicked {envelope.event_id}"}}
+
+
+CLICKED = (200, {"toast": {"type": "info", "content": "clicked 0f7a2c3d4e5b6a7980c1d2e3f4a5b6c7"}})
+
+
+async def test_a_callback_is_answered_in_the_request_and_dispatched_after(
+    make_bot: MakeBot,
+) -> None:
+    order: list[str] = []
+
+    def respond(envelope: Envelope) -> dict[str, Any]:
+        order.append("respond")
+        return toast(envelope)
+
+    bot = await make_bot(PLAIN, respond=respond, dispatch=lambda _: order.append("dispatch"))
+    assert await bot.post(plain_body(load("card_action"))) == CLICKED
+    assert order == ["respond", "dispatch"]
+
+
+async def test_a_retried_callback_gets_the_answer_but_is_not_dispatched_again(
+    make_bot: MakeBot,
+) -> None:
+    bot = await make_bot(PLAIN, respond=toast)
+    assert await bot.post(plain_body(load("card_action"))) == CLICKED
+    assert await bot.post(plain_body(load("card_action"))) == CLICKED
+    assert len(bot.dispatched) == 1
+    other_click = with_ids(load("card_action"), event_id="another-click")
+    assert (await bot.post(plain_body(other_click)))[0] == 200
+    assert len(bot.dispatched) == 2  # a second click is a second command; a retry is not
+
+
+async def test_callbacks_pass_the_same_verification_as_events(make_bot: MakeBot) -> None:
+    answered: list[str] = []
+
+    def respond(envelope: Envelope) -> dict[str, Any]:
+        answered.append(envelope.event_id)
+        return toast(envelope)
+
+    bot = await make_bot(respond=respond)
+    assert await bot.send(load("card_action")) == CLICKED
+    forged = load("card_action")
+    forged["header"]["token"] = "forged"
+    assert (await bot.send(forged, nonce="n2"))[0] == 401
+    assert (await bot.post(plain_body(load("card_action"))))[0] == 401  # only signed bodies
+    assert answered == ["0f7a2c3d4e5b6a7980c1d2e3f4a5b6c7"]
+    assert len(bot.dispatched) == 1
+
+
+async def test_respond_failures_and_absence_still_answer_and_dispatch(make_bot: MakeBot) -> None:
+    def broken(_: Envelope) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    for respond in (broken, None, lambda _: None, lambda _: {"toast": object()}):
+        bot = await make_bot(PLAIN, respond=respond)
+        assert await bot.post(plain_body(load("card_action"))) == (200, {})
+        assert await bot.post(plain_body(load("p2p_text"))) == OK  # other events: unchanged
+        assert len(bot.dispatched) == 2
+
+
 # --- dispatch and wiring ---------------------------------------------------------------------
 
 
@@ -306,13 +371,10 @@ async def test_dispatch_runs_after_the_handler_returns(make_bot: MakeBot) -> Non
     assert calls == ["plain callback"]  # via loop.call_soon, not inside the request task
 
 
-async def test_injected_dedup_and_app_keys(make_bot: MakeBot) -> None:
+async def test_injected_dedup(make_bot: MakeBot) -> None:
     store = TTLSet(60, 10)
     store.seen("event:" + load("p2p_text")["header"]["event_id"])
     bot = await make_bot(dedup=store)
-    assert bot.client.app is not None
-    assert bot.client.app[DEDUP_KEY] is store
-    assert bot.client.app[SETTINGS_KEY] is ENCRYPTED
     assert await bot.send(load("p2p_text")) == DUP
     assert bot.dispatched == []
 

@@ -13,27 +13,18 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
+import feishu_payloads
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from feishu_payloads import (
-    ENCRYPTED,
-    EVENTS_PATH,
-    NOW,
-    PLAIN,
-    TOKEN,
-    encrypted_body,
-    load,
-    plain_body,
-    signed_headers,
-)
+from feishu_payloads import encrypted_body, load, plain_body, signed_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lark_cards.events import Envelope
 from lark_cards.settings import Settings
+from lark_cards.transport.envelope import Envelope
 from lark_cards.transport.webhook import create_app
 
-PATH = EVENTS_PATH
+PATH = feishu_payloads.EVENTS_PATH
 EXAMPLES = 400
 Headers = dict[str, str] | None
 
@@ -57,7 +48,9 @@ class Harness:
         self.dispatched: list[Envelope] = []
         self.requests = 0
         self.acked = 0  # responses that said {"msg": "ok"}
-        app = create_app(app_settings, self.dispatched.append, clock=lambda: float(NOW))
+        app = create_app(
+            app_settings, self.dispatched.append, clock=lambda: float(feishu_payloads.NOW)
+        )
         self.client = TestClient(TestServer(app), loop=self.loop)
         self.loop.run_until_complete(self.client.start_server())
 
@@ -115,17 +108,17 @@ def _harness(used: list[Harness], app_settings: Settings) -> Iterator[Harness]:
 
 @pytest.fixture
 def encrypted(tally: list[Harness]) -> Iterator[Harness]:
-    yield from _harness(tally, ENCRYPTED)
+    yield from _harness(tally, feishu_payloads.ENCRYPTED)
 
 
 @pytest.fixture
 def plain(tally: list[Harness]) -> Iterator[Harness]:
-    yield from _harness(tally, PLAIN)
+    yield from _harness(tally, feishu_payloads.PLAIN)
 
 
 @pytest.fixture
 def small_limit(tally: list[Harness]) -> Iterator[Harness]:
-    yield from _harness(tally, replace(ENCRYPTED, max_body_bytes=4096))
+    yield from _harness(tally, replace(feishu_payloads.ENCRYPTED, max_body_bytes=4096))
 
 
 # --- strategies ------------------------------------------------------------------------------
@@ -162,7 +155,9 @@ json_value = st.recursive(
     max_leaves=30,
 )
 fixture_names = st.sampled_from(["p2p_text", "group_text_mentions", "group_post", "unknown_event"])
-wrong_tokens = st.one_of(st.none(), st.text(max_size=64).filter(lambda t: t != TOKEN))
+wrong_tokens = st.one_of(
+    st.none(), st.text(max_size=64).filter(lambda t: t != feishu_payloads.TOKEN)
+)
 
 
 def _set_token(payload: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -244,7 +239,7 @@ def test_bad_signatures(
     elif tamper == "body":
         status, _ = encrypted.post(body[:-1] + b" }", good)
     else:
-        status, _ = encrypted.post(body, signed_headers(body, timestamp=NOW + skew))
+        status, _ = encrypted.post(body, signed_headers(body, timestamp=feishu_payloads.NOW + skew))
     assert status == 401
     assert encrypted.dispatched == []
 
@@ -326,7 +321,7 @@ def test_random_routes(encrypted: Harness, method: str, path: str, body: bytes) 
 
 def test_control_a_valid_request_still_dispatches() -> None:
     # Guard against a harness that rejects everything: the same machinery accepts Feishu's own.
-    harness = Harness(ENCRYPTED)
+    harness = Harness(feishu_payloads.ENCRYPTED)
     try:
         body = encrypted_body(load("p2p_text"))
         assert harness.post(body, signed_headers(body)) == (200, {"msg": "ok"})

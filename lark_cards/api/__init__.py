@@ -1,25 +1,7 @@
-"""Feishu Open API access: the async client, its errors and its flow-control helpers."""
+"""Feishu Open API access (HTTP out): one client, one module per Open API resource.
 
-from .client import LarkClient
-from .errors import (
-    CARD_REJECTED,
-    RATE_LIMITED,
-    RETRYABLE,
-    TOKEN_INVALID,
-    LarkAPIError,
-    decode_response,
-)
-from .ratelimit import KeyedLock, KeyedRateLimiter, RateLimiter
-
-__all__ = (
-    "CARD_REJECTED",
-    "RATE_LIMITED",
-    "RETRYABLE",
-    "TOKEN_INVALID",
-    "KeyedLock",
-    "KeyedRateLimiter",
-    "LarkAPIError",
-    "LarkClient",
-    "RateLimiter",
-    "decode_response",
-)
+``client`` (the one request path: token, retries, pacing), ``errors`` (every Feishu code the
+project names), ``ratelimit``, ``token``; resources: ``chats``, ``contacts``, ``files``,
+``images``, ``reactions``. Import from the modules: this package re-exports nothing, so code
+that only needs the error codes (the renderer) does not load aiohttp.
+"""

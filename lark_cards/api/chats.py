@@ -32,6 +32,16 @@ def _chat(chat_id: str) -> str:
     return f"{CHATS_PATH}/{quote(chat_id, safe='')}"
 
 
+async def chat_info(client: LarkClient, chat_id: str) -> dict[str, Any]:
+    """A chat's profile (name, description, chat_mode, …): ``GET /open-apis/im/v1/chats/:id``."""
+    return (await client.request("GET", _chat(chat_id))).get("data") or {}
+
+
+async def list_chats(client: LarkClient) -> list[dict[str, Any]]:
+    """Every chat the bot is in: ``GET /open-apis/im/v1/chats``, paginated."""
+    return [chat async for chat in client.paginate(CHATS_PATH, page_size=PAGE_SIZE)]
+
+
 async def members(client: LarkClient, chat_id: str) -> list[dict[str, Any]]:
     """Every *user* in the chat: ``[{member_id, member_id_type, name, tenant_key}]``.
 
@@ -39,17 +49,9 @@ async def members(client: LarkClient, chat_id: str) -> list[dict[str, Any]]:
     ``page_token``/``has_more``). Feishu filters bots out of this list, so the bot itself and
     other apps never appear.
     """
-    items: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"member_id_type": "open_id", "page_size": PAGE_SIZE}
-    while True:
-        body = await client.request("GET", f"{_chat(chat_id)}/members", params=params)
-        data = body.get("data") or {}
-        items.extend(data.get("items") or [])
-        token = data.get("page_token")
-        # The last check stops a server that repeats a page token from looping us forever.
-        if not data.get("has_more") or not token or token == params.get("page_token"):
-            return items
-        params = {**params, "page_token": token}
+    params = {"member_id_type": "open_id"}
+    path = f"{_chat(chat_id)}/members"
+    return [item async for item in client.paginate(path, params, page_size=PAGE_SIZE)]
 
 
 async def is_in_chat(client: LarkClient, chat_id: str) -> bool:
@@ -82,21 +84,6 @@ async def add_members(
             if isinstance(ids, list) and ids:
                 rejected.setdefault(key, []).extend(ids)
     return rejected
-
-
-async def remove_members(client: LarkClient, chat_id: str, open_ids: Iterable[str]) -> None:
-    """Remove users from the chat, 50 per call (needs owner/manager rights in the chat).
-
-    [CM] ``DELETE /open-apis/im/v1/chats/:chat_id/members?member_id_type=open_id`` with
-    ``{"id_list": [...]}``.
-    """
-    for batch in _batches(open_ids, MAX_USERS_PER_CALL):
-        await client.request(
-            "DELETE",
-            f"{_chat(chat_id)}/members",
-            params={"member_id_type": "open_id"},
-            json={"id_list": batch},
-        )
 
 
 async def join(client: LarkClient, chat_id: str) -> None:

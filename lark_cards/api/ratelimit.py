@@ -1,10 +1,10 @@
 """Client-side flow control for sends: stay under Feishu's limits instead of tripping them.
 
-Feishu allows 50 sends/s per app and 5/s per chat (reference/feishu-platform.md §4.4); going
+Feishu allows 50 sends/s per app and 5/s per chat (docs/feishu-platform.md §4.4); going
 over costs a 230020/99991400 answer and a ≥ 1 s backoff, so pacing ourselves is cheaper than
 retrying. The limiters use a sliding window rather than a token bucket: a bucket of 5 that
 refills at 5/s lets 9 requests through in the first second, which is exactly what trips a
-"5 QPS" limit. Time and sleeping are injected (aesthetics.md lesson 6) so tests run on a fake
+"5 QPS" limit. Time and sleeping are injected so tests run on a fake
 clock.
 """
 
@@ -77,29 +77,18 @@ class RateLimiter:
 
 
 class KeyedRateLimiter:
-    """One :class:`RateLimiter` per key (a chat id), created on first use.
+    """One :class:`RateLimiter` per key (a chat id), made by ``make`` on first use.
 
     Memory stays bounded for a bot that talks to many chats: a key's limiter is forgotten as
     soon as it is idle (its window has passed, at most a few seconds), and if more than
     ``max_keys`` are busy at once the least recently used one is evicted.
     """
 
-    def __init__(
-        self,
-        rate: float,
-        per: float = 1.0,
-        *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-        max_keys: int = 10_000,
-    ) -> None:
+    def __init__(self, make: Callable[[], RateLimiter], *, max_keys: int = 10_000) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
-        RateLimiter(rate, per)  # validate arguments now, not on the first acquire
-        self._rate = rate
-        self._per = per
-        self._clock = clock
-        self._sleep = sleep
+        make()  # a bad rate fails now, not on the first acquire
+        self._make = make
         self._max_keys = max_keys
         self._limiters: OrderedDict[str, RateLimiter] = OrderedDict()
 
@@ -115,8 +104,7 @@ class KeyedRateLimiter:
         if limiter is None:
             while len(self._limiters) >= self._max_keys:
                 self._limiters.popitem(last=False)
-            limiter = RateLimiter(self._rate, self._per, clock=self._clock, sleep=self._sleep)
-            self._limiters[key] = limiter
+            limiter = self._limiters[key] = self._make()
         else:
             self._limiters.move_to_end(key)
         await limiter.acquire()

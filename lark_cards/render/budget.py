@@ -1,4 +1,4 @@
-"""Pack pieces into cards within Feishu's per-card budgets (reference/feishu-platform.md §5.4).
+"""Pack pieces into cards within Feishu's per-card budgets (docs/feishu-platform.md §5.4).
 
 Limits per card: the request body ≤ 30 KB in UTF-8 bytes (230025), ≤ 200 components (300305;
 counted as the validator counts them, nested objects included), ≤ 5 tables (230099; reports

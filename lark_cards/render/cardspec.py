@@ -1,12 +1,11 @@
-"""What Feishu's card JSON 2.0 allows, and the codes it answers with when a card breaks the rules.
+"""What Feishu's card JSON 2.0 allows.
 
 Data only: the properties each object and component tag may carry, the allowed values of the
-enumerated ones, the structural limits and Feishu's error codes. :mod:`lark_cards.render.validate`
-does the checking (and re-exports every public name here, which is where the rest of the project
-imports them from).
+enumerated ones and the structural limits. :mod:`lark_cards.render.validate` does the checking;
+the codes Feishu answers with when a card breaks these rules are in :mod:`lark_cards.api.errors`.
 
-Each list cites its section of reference/feishu-platform.md. **UNCONFIRMED** marks a list, a
-limit or a code the reference has no official text for; limits follow the strictest reading the
+Each list cites its section of docs/feishu-platform.md. **UNCONFIRMED** marks a list or a
+limit the reference has no official text for; limits follow the strictest reading the
 reference allows.
 """
 
@@ -15,20 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import NamedTuple
-
-# --- Feishu's codes -----------------------------------------------------------------------------
-# The sandbox answers with these, the api layer's fallbacks key on them.
-
-SCHEMA_MISMATCH = 200830  # a 2.0 card may only be replaced/answered by a 2.0 card (§4.3, §6.1)
-# Structural errors (unknown property, wrong type): the reference gives no code for them on
-# im/v1; 230001 is its "invalid content" code (§5.2). UNCONFIRMED.
-INVALID_CONTENT = 230001
-CARD_TOO_LARGE = 230025  # im/v1 body > 30 KB (§4.1, §5.4; CardKit says 200860)
-# > 200 components: the reference only has CardKit's 300305 (§5.4); the im/v1 code is UNCONFIRMED.
-TOO_MANY_COMPONENTS = 300305
-TOO_MANY_TABLES = 230099  # "ErrCode: 11310 card table number over limit" (§5.4, UNCONFIRMED)
-INVALID_IMAGE_KEY = 200570  # not an uploaded img_ key (§4.5; peers.md A.4)
-UNKNOWN_TABLE_ROW_KEY = 200915  # a row key that is no column name (§5.5)
 
 # --- the card skeleton and text objects (§5.3) --------------------------------------------------
 
@@ -109,7 +94,7 @@ ROW_HEIGHTS = _words("low middle high auto")
 # --- limits (§5.4) ------------------------------------------------------------------------------
 
 
-class Limits(NamedTuple):
+class CardLimits(NamedTuple):
     """Per-card budgets (§5.4); the renderer may configure tighter ones."""
 
     max_bytes: int = 30 * 1024

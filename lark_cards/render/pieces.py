@@ -3,7 +3,7 @@
 A reply can be far larger than one card (logs, 200-row tables). Splitting happens on these
 pieces, never on raw text: prose splits between lines, a code block splits between lines with
 its fence repeated on every part, a table splits between rows with its header repeated, so each
-part stays valid markdown / a valid component (reference/feishu-platform.md §5.4). Prose also
+part stays valid markdown / a valid component (docs/feishu-platform.md §5.4). Prose also
 splits between the pipe tables nested in it, at most four to a part (§5.4, 230099).
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
 from lark_cards.render.scan import markdown_tables, pipe_tables
+from lark_cards.render.syntax import fenced_code
 
 
 def wire_size(value: Any) -> int:
@@ -29,9 +30,16 @@ def wire_size(value: Any) -> int:
 
 
 class Piece(Protocol):
-    tables: int
+    """What a card is packed from: its component, its words, and how it splits."""
 
-    def element(self) -> dict[str, Any]: ...
+    @property
+    def tables(self) -> int:
+        """How many tables the piece holds (each counts toward the card's table limit)."""
+        ...
+
+    def element(self) -> dict[str, Any]:
+        """The card component (``body.elements`` item) the piece becomes."""
+        ...
 
     def plain(self) -> str:
         """The words of the piece as plain text (the last-resort fallback when Feishu rejects
@@ -98,8 +106,6 @@ class CodePiece:
     tables: int = 0
 
     def element(self) -> dict[str, Any]:
-        from lark_cards.render.elements import fenced_code  # one fence rule for all code
-
         return {"tag": "markdown", "content": fenced_code(self.language, self.code)}
 
     def plain(self) -> str:
@@ -315,7 +321,7 @@ def _blank(line: str) -> bool:
     return not line.strip(" \t>\r\n")
 
 
-# A list item's continuation lines are indented four spaces (``elements._list_item``), quote
+# A list item's continuation lines are indented four spaces (``renderers._list_item``), quote
 # lines start with "> "; a line's container prefix is a run of those tokens.
 _CONTAINER_TOKEN = re.compile(r"    |> ")
 _FIRST_TEXT_LINE = re.compile(r"^[ \t>]*[^ \t>\r\n].*", re.MULTILINE)

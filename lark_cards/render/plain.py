@@ -72,12 +72,13 @@ def _plain_parts(tree: SyntaxTreeNode) -> Iterator[str]:
             yield "\t"
 
 
-def is_plain(text: str) -> bool:
-    """True when ``text`` has no markdown at all, so a text message shows it faithfully."""
-    tree = parse(text)
+def is_plain(text: str, tree: SyntaxTreeNode | None = None) -> bool:
+    """True when ``text`` has no markdown at all, so a text message shows it faithfully;
+    ``tree`` is its parse, when the caller has it already."""
+    tree = parse(text) if tree is None else tree
     if any(node.type in _MARKUP_NODES for node in tree.walk()):
         return False
-    return plain_text(text).split() == text.split()
+    return plain_text(tree).split() == text.split()
 
 
 def summary(tree: SyntaxTreeNode, limit: int = 60) -> str:

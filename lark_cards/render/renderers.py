@@ -4,7 +4,7 @@
 block nodes into Feishu markdown text (used inside lists and quotes, and for prose at the top
 level). At the top level, ``render_pieces`` lifts code blocks, tables and lone images out of the
 prose into pieces of their own, because those become native components or must be split
-specially when a card runs out of room. Escaping happens only in ``feishu.escape``.
+specially when a card runs out of room. Escaping happens only in ``syntax.escape``.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from types import MappingProxyType
 
 from markdown_it.tree import SyntaxTreeNode
 
-from lark_cards.render.feishu import (
+from lark_cards.render.parser import parse
+from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
+from lark_cards.render.syntax import (
     code_language,
     escape,
     escape_line_start,
+    fenced_code,
     font_color,
     safe_url,
     tag_color,
 )
-from lark_cards.render.parser import parse
-from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class RenderContext:
     table_page_size: int = 10
 
     def __post_init__(self) -> None:
-        # Design §4: never send a non-img_ key (Feishu rejects the whole card, 200570).
+        # Only uploaded img_ keys: Feishu rejects the whole card for any other key (200570), so
+        # an image without one is rendered as a link instead.
         keys = {url: key for url, key in self.images.items() if str(key).startswith("img_")}
         object.__setattr__(self, "images", MappingProxyType(keys))
 
@@ -208,13 +210,6 @@ def fence(node: SyntaxTreeNode, ctx: RenderContext) -> str:
     return fenced_code(code_language(node.info), html.unescape(node.content))
 
 
-def fenced_code(language: str, code: str) -> str:
-    """A fence longer than any backtick run in ``code``, so the code cannot close it."""
-    longest = max((len(run) for run in re.findall(r"^[ \t]*(`{3,})", code, re.M)), default=0)
-    marker = "`" * max(3, longest + 1)
-    return f"{marker}{language}\n{code.rstrip(chr(10))}\n{marker}"
-
-
 def hr(node: SyntaxTreeNode, ctx: RenderContext) -> str:
     return "<hr>"
 
@@ -354,10 +349,12 @@ def markdown_text(markdown: str, ctx: RenderContext | None = None) -> str:
     return blocks(parse(markdown).children, ctx or RenderContext())
 
 
-def image_urls(markdown: str) -> list[str]:
-    """Every http(s) image ``src`` in ``markdown``, for the uploader to fetch before rendering."""
+def image_urls(markdown: str | SyntaxTreeNode) -> list[str]:
+    """Every http(s) image ``src`` in ``markdown`` (or its parsed tree), for the uploader to
+    fetch before rendering."""
     urls = []
-    for node in parse(markdown).walk():
+    tree = parse(markdown) if isinstance(markdown, str) else markdown
+    for node in tree.walk():
         src = str(node.attrs.get("src", "")) if node.type == "image" else ""
         if src and safe_url(src) and src not in urls:
             urls.append(src)

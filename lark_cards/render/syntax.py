@@ -1,7 +1,8 @@
-"""Facts about Feishu's card markdown that the renderer maps onto: escaping, colours, code
-languages and link schemes (reference/feishu-platform.md §5.6, §5.3).
+"""Facts about Feishu's card markdown that the renderer maps onto: escaping, code fences,
+colours, code languages and link schemes (docs/feishu-platform.md §5.6, §5.3).
 
-Kept in one module so the mapping tables and the one escaping function cannot drift apart.
+Kept in one module so the mapping tables and the one escaping function cannot drift apart, and
+so the renderers and the pieces share one fence rule without importing each other.
 """
 
 from __future__ import annotations
@@ -186,3 +187,10 @@ def safe_url(url: str) -> str | None:
     if re.match(r"https?://[^\s<>]+$", url, re.IGNORECASE):
         return url.replace("(", "%28").replace(")", "%29")
     return None
+
+
+def fenced_code(language: str, code: str) -> str:
+    """A fence longer than any backtick run in ``code``, so the code cannot close it."""
+    longest = max((len(run) for run in re.findall(r"^[ \t]*(`{3,})", code, re.M)), default=0)
+    marker = "`" * max(3, longest + 1)
+    return f"{marker}{language}\n{code.rstrip(chr(10))}\n{marker}"

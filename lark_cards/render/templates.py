@@ -17,7 +17,7 @@ Contexts (the contract :mod:`lark_cards.render` fills in; also in each template'
     ``elements`` list of component dicts, already rendered; ``summary`` str, the chat-list preview
     (``config.summary``), may be empty; ``part`` / ``parts`` ints, this card's 1-based number and
     the card count when a long reply is split (``parts > 1`` adds a small grey ``part/parts``).
-``card`` — Errbot's ``send_card`` (errbot-backends.md §2.3):
+``card`` — Errbot's ``send_card`` (the fields of ``errbot.backends.base.Card``):
     ``title`` str or None (no title → no header); ``summary`` str or None (preview, and the
     header subtitle); ``link`` URL or None (→ ``card_link``: the whole card opens it);
     ``image`` / ``thumbnail`` an ``img_…`` key or None; ``color`` a Feishu header colour (see
@@ -42,7 +42,7 @@ from typing import Any
 
 import jinja2
 
-from lark_cards.render.validate import HEADER_TEMPLATES
+from lark_cards.render.cardspec import HEADER_TEMPLATES
 
 __all__ = ["DEFAULT_TEMPLATE_DIRS", "CardTemplates", "TemplateError", "header_color"]
 
@@ -89,14 +89,6 @@ class CardTemplates:
         self._user_dir = Path(user_dir) if user_dir is not None else None
         self._default = _environment(self._default_dir) if self._default_dir else None
         self._user = _environment(self._user_dir) if self._user_dir else None
-
-    def names(self) -> list[str]:
-        """The template names available (``reply``, ``card``, ``error``, the user's own…)."""
-        found = set()
-        for directory in (self._default_dir, self._user_dir):
-            if directory is not None and directory.is_dir():
-                found.update(p.name[: -len(SUFFIX)] for p in directory.glob("*" + SUFFIX))
-        return sorted(found)
 
     def render(
         self, name: str, context: Mapping[str, Any], *, report: bool = True
@@ -194,7 +186,7 @@ def _template_line(exc: BaseException, path: str) -> int | None:
 
 # --- Errbot card colours → Feishu header templates (feishu-platform.md §5.3) -------------------
 
-# Names Errbot plugins pass (Card.color, errbot-backends.md §2.3) that are not Feishu's own.
+# Colour names Errbot plugins pass as ``Card.color`` (CSS-style names) that are not Feishu's own.
 _NAMED = {
     "white": "default",
     "black": "grey",

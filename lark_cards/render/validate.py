@@ -1,13 +1,14 @@
 """Check that a card is one Feishu accepts (card JSON 2.0), and say why not with Feishu's codes.
 
 Card JSON 2.0 is strict: one unknown property, a non-``img_`` image key or one table too many and
-Feishu rejects the *whole* message, so the user sees nothing (reference/feishu-platform.md
+Feishu rejects the *whole* message, so the user sees nothing (docs/feishu-platform.md
 §5.3-§5.5). The renderer's tests run every card through :func:`validate_card`, and the local
 sandbox answers with the same codes Feishu would, so the fallbacks can be tested offline.
 
-What 2.0 allows (property lists, values, limits, codes) is data in :mod:`.cardspec`, re-exported
-here. Components whose properties the reference does not list (person, chart, input…) are
-checked for their tag only, so "valid" here is necessary, not sufficient.
+What 2.0 allows (property lists, values, limits) is data in :mod:`.cardspec`; the codes are named
+in :mod:`lark_cards.api.errors`. Components whose properties the reference does not list
+(person, chart, input…) are checked for their tag only, so "valid" here is necessary, not
+sufficient.
 """
 
 from __future__ import annotations
@@ -16,27 +17,32 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
+from lark_cards.api.errors import (
+    CARD_SCHEMA_MISMATCH,
+    INVALID_IMAGE_KEY,
+    INVALID_PARAM,
+    MESSAGE_TOO_LARGE,
+    TOO_MANY_COMPONENTS,
+    TOO_MANY_TABLES,
+    UNKNOWN_TABLE_ROW_KEY,
+)
 from lark_cards.render.cardspec import (
     BEHAVIOR_KEYS,
     BODY_KEYS,
     CARD_LINK_KEYS,
-    CARD_TOO_LARGE,
     COMPONENT_TAGS,
     CONFIG_KEYS,
     ELEMENT_ID,
     HEADER_KEYS,
     HEADER_TEMPLATES,
-    INVALID_CONTENT,
-    INVALID_IMAGE_KEY,
     MAX_HEADER_TAGS,
     MAX_NESTING,
     MAX_TABLES_PER_MARKDOWN,
     PANEL_HEADER_KEYS,
     PROPERTIES,
     ROW_HEIGHTS,
-    SCHEMA_MISMATCH,
     SUMMARY_KEYS,
     TABLE_COLUMN_KEYS,
     TABLE_DATA_TYPES,
@@ -44,15 +50,10 @@ from lark_cards.render.cardspec import (
     TEXT_KEYS,
     TEXT_TAG_KEYS,
     TEXT_TAGS,
-    TOO_MANY_COMPONENTS,
-    TOO_MANY_TABLES,
     TOP_KEYS,
-    UNKNOWN_TABLE_ROW_KEY,
     WIDTH_MODES,
-    Limits,
+    CardLimits,
 )
-
-# Also re-exported: the sandbox, api layer, templates and tests import these from here.
 from lark_cards.render.scan import markdown_image_keys, markdown_tables
 
 
@@ -110,7 +111,7 @@ def count_tables(card: Mapping[str, Any]) -> int:
 
 def validate_card(
     card: Any,
-    limits: Limits = Limits(),  # noqa: B008 - an immutable NamedTuple
+    limits: CardLimits = CardLimits(),  # noqa: B008 - an immutable NamedTuple
     *,
     known_image_keys: Collection[str] | None = None,
 ) -> list[Problem]:
@@ -120,17 +121,17 @@ def validate_card(
     them, as Feishu only accepts keys that ``im/v1/images`` returned (§4.5).
     """
     if not isinstance(card, dict):
-        return [Problem(INVALID_CONTENT, "", "a card must be a JSON object")]
+        return [Problem(INVALID_PARAM, "", "a card must be a JSON object")]
     try:
         size = card_size(card)
     except (TypeError, ValueError, RecursionError) as exc:
-        return [Problem(INVALID_CONTENT, "", f"not JSON: {exc}")]
+        return [Problem(INVALID_PARAM, "", f"not JSON: {exc}")]
     checker = _Checker(known_image_keys)
     checker.card(card)
     problems = checker.problems
     if size > limits.max_bytes:
         problems.append(
-            Problem(CARD_TOO_LARGE, "", f"{size} bytes of JSON, over {limits.max_bytes}")
+            Problem(MESSAGE_TOO_LARGE, "", f"{size} bytes of JSON, over {limits.max_bytes}")
         )
     if (components := count_components(card)) > limits.max_components:
         message = f"{components} components, over {limits.max_components}"
@@ -148,14 +149,18 @@ class _Checker:
         self.problems: list[Problem] = []
         self.element_ids: set[str] = set()
 
-    def expect(self, ok: object, path: str, message: str, code: int = INVALID_CONTENT) -> bool:
+    def expect(self, ok: object, path: str, message: str, code: int = INVALID_PARAM) -> bool:
         if not ok:
-            self.problems.append(Problem(code, path, message))
+            self.fail(path, message, code)
         return bool(ok)
 
-    def obj(self, value: Any, path: str, allowed: Collection[str]) -> bool:
+    def fail(self, path: str, message: str, code: int = INVALID_PARAM) -> None:
+        self.problems.append(Problem(code, path, message))
+
+    def obj(self, value: object, path: str, allowed: Collection[str]) -> TypeGuard[dict[str, Any]]:
         """Check ``value`` is an object with only ``allowed`` keys (2.0 is strict, §5.3)."""
-        if not self.expect(isinstance(value, dict), path, "must be an object"):
+        if not isinstance(value, dict):
+            self.fail(path, "must be an object")
             return False
         for key in value:
             self.expect(key in allowed, _join(path, key), f"unknown property {key!r}")
@@ -169,7 +174,7 @@ class _Checker:
 
     def card(self, card: dict[str, Any]) -> None:
         ok = card.get("schema") == "2.0"
-        self.expect(ok, "schema", 'must be "2.0" (card JSON 2.0)', SCHEMA_MISMATCH)
+        self.expect(ok, "schema", 'must be "2.0" (card JSON 2.0)', CARD_SCHEMA_MISMATCH)
         self.obj(card, "", TOP_KEYS)
         if "config" in card:
             self.config(card["config"])
@@ -215,8 +220,9 @@ class _Checker:
 
     def component(self, element: Any, path: str, depth: int, inside: tuple[str, ...]) -> None:
         tag = element.get("tag") if isinstance(element, dict) else None
-        if not self.expect(_one_of(tag, COMPONENT_TAGS), path, f"unknown component {tag!r}"):
-            return  # 2.0 has no note and no action module (§5.5)
+        if not _one_of(tag, COMPONENT_TAGS):  # 2.0 has no note and no action module (§5.5)
+            self.fail(path, f"unknown component {tag!r}")
+            return
         if tag in PROPERTIES:
             self.obj(element, path, PROPERTIES[tag])
         self.element_id(element, path)
@@ -269,7 +275,7 @@ class _Checker:
         self.expect(ok, _join(path, "page_size"), "an integer from 1 to 10")
         height = element.get("row_height", "low")
         px = re.fullmatch(r"(\d+)px", height) if isinstance(height, str) else None
-        ok = _one_of(height, ROW_HEIGHTS) or (px and 32 <= int(px.group(1)) <= 124)
+        ok = _one_of(height, ROW_HEIGHTS) or (px is not None and 32 <= int(px.group(1)) <= 124)
         self.expect(ok, _join(path, "row_height"), "low, middle, high, auto or 32px-124px")
         if "header_style" in element:
             self.obj(element["header_style"], _join(path, "header_style"), TABLE_HEADER_STYLE_KEYS)
@@ -281,7 +287,7 @@ class _Checker:
                 if self.expect(isinstance(row, dict), where, "must be an object"):
                     for key in sorted(row.keys() - names):
                         message = f"row key {key!r} is not a column name"
-                        self.expect(False, where, message, UNKNOWN_TABLE_ROW_KEY)
+                        self.fail(where, message, UNKNOWN_TABLE_ROW_KEY)
 
     def table_columns(self, columns: Any, path: str) -> set[str]:
         names: set[str] = set()
@@ -290,9 +296,10 @@ class _Checker:
         for i, column in enumerate(columns):
             if self.obj(column, where := f"{path}[{i}]", TABLE_COLUMN_KEYS):
                 name = column.get("name")
-                ok = isinstance(name, str) and name and name not in names
-                if self.expect(ok, _join(where, "name"), "a unique, non-empty string"):
+                if isinstance(name, str) and name and name not in names:
                     names.add(name)
+                else:
+                    self.fail(_join(where, "name"), "a unique, non-empty string")
                 ok = _one_of(column.get("data_type", "text"), TABLE_DATA_TYPES)
                 self.expect(ok, _join(where, "data_type"), f"one of {sorted(TABLE_DATA_TYPES)}")
         return names
@@ -312,8 +319,10 @@ class _Checker:
             for i, behavior in enumerate(behaviors):
                 kind = behavior.get("type") if isinstance(behavior, dict) else None
                 where = f"{path}.behaviors[{i}]"
-                if self.expect(_one_of(kind, BEHAVIOR_KEYS), where, "type callback or open_url"):
+                if _one_of(kind, BEHAVIOR_KEYS):
                     self.obj(behavior, where, BEHAVIOR_KEYS[kind])
+                else:
+                    self.fail(where, "type callback or open_url")
 
     def collapsible_panel(self, element: dict[str, Any], path: str) -> None:
         header = element.get("header")
@@ -337,7 +346,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _one_of(value: Any, names: Collection[str]) -> bool:
+def _one_of(value: object, names: Collection[str]) -> TypeGuard[str]:
     """``value in names`` that is False, not TypeError, for a list or an object (hostile input)."""
     return isinstance(value, str) and value in names
 

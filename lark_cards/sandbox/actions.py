@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lark_cards.api.errors import CALLBACK_BAD_CARD, CARD_SCHEMA_MISMATCH
+
 from .delivery import Deliverer, card_action_envelope
 from .openapi import FakeOpenPlatform
 from .rules import check_card, check_patch
-from .state import SentMessage
-
-BAD_CARD = 200673  # §6.1: the card in the callback answer is invalid
+from .state import StoredMessage
 
 
 async def click(
@@ -39,7 +39,6 @@ async def click(
         app_id=platform.app_id,
         token=verification_token,
     )
-    platform.issue_update_token(payload["event"]["token"], message.message_id)
     answer = await deliverer.callback(payload)
     if answer.body is None:
         detail = f"Error {answer.error_code}: the bot's callback failed ({answer.error})."
@@ -48,7 +47,7 @@ async def click(
 
 
 def apply_answer(
-    platform: FakeOpenPlatform, message: SentMessage, body: dict[str, Any]
+    platform: FakeOpenPlatform, message: StoredMessage, body: dict[str, Any]
 ) -> dict[str, Any]:
     """Show the answer's toast and apply its card, like the Feishu client does (§6.1)."""
     shown: dict[str, Any] = {}
@@ -61,10 +60,11 @@ def apply_answer(
     data = card.get("data") if isinstance(card, dict) else None
     if not isinstance(card, dict) or card.get("type") != "raw" or not isinstance(data, dict):
         problem = "the sandbox draws only cards answered as {'type': 'raw', 'data': {…}}"
-        return {**shown, **_toast("error", f"Error {BAD_CARD}: {problem}"), "error_code": BAD_CARD}
+        text = f"Error {CALLBACK_BAD_CARD}: {problem}"
+        return {**shown, **_toast("error", text), "error_code": CALLBACK_BAD_CARD}
     refusal = check_patch(message.content, data) or check_card(data, platform.uploads.images)
     if refusal is not None:
-        code = refusal.code if refusal.code == 200830 else BAD_CARD
+        code = refusal.code if refusal.code == CARD_SCHEMA_MISMATCH else CALLBACK_BAD_CARD
         text = f"Error {code}: the card in the answer was refused ({refusal.msg})"
         return {**shown, **_toast("error", text), "error_code": code}
     platform.update_card(message, data)

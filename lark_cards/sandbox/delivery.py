@@ -1,7 +1,7 @@
 """Build Feishu event envelopes and post them the way Feishu does (encrypted, signed, retried).
 
 :func:`message_envelope` and :func:`card_action_envelope` build schema 2.0 bodies
-(reference/feishu-platform.md §1.2-1.3, §6.1); :func:`event_request` encrypts and signs them
+(docs/feishu-platform.md §1.2-1.3, §6.1); :func:`event_request` encrypts and signs them
 (§1.6-1.7); :class:`Deliverer` pushes them to the bot's event URL: an event that is not
 answered with HTTP 200 within 3 s is pushed again after 15 s, 5 min, 1 h and 6 h (§1.8; the
 delays are configurable so tests use short ones), a card callback is posted once and its
@@ -21,17 +21,18 @@ from typing import Any
 
 import aiohttp
 
+from lark_cards.api.errors import (
+    CALLBACK_BAD_BODY,
+    CALLBACK_BAD_STATUS,
+    CALLBACK_TIMEOUT,
+    CALLBACK_UNREACHABLE,
+)
 from lark_cards.transport.security import encrypt, signature
 
 log = logging.getLogger(__name__)
 
 ACK_DEADLINE = 3.0  # §1.8: HTTP 200 within 3 s, else the push failed
 RETRY_DELAYS = (15.0, 300.0, 3600.0, 21600.0)  # §1.8: at most 4 retries
-# §6.1 client-side codes Feishu shows when a card callback fails.
-CALLBACK_TIMEOUT = 200341
-CALLBACK_UNREACHABLE = 200342
-CALLBACK_BAD_STATUS = 200671
-CALLBACK_BAD_BODY = 200672
 
 
 def message_envelope(
@@ -46,7 +47,7 @@ def message_envelope(
     app_id: str = "cli_sandbox",
     token: str | None = None,
 ) -> dict[str, Any]:
-    """A schema 2.0 ``im.message.receive_v1`` envelope (reference/feishu-platform.md §1.2-1.3)."""
+    """A schema 2.0 ``im.message.receive_v1`` envelope (docs/feishu-platform.md §1.2-1.3)."""
     now_ms = str(int(time.time() * 1000))
     return {
         "schema": "2.0",

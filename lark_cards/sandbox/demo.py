@@ -21,7 +21,7 @@ from typing import TextIO
 
 import aiohttp
 
-from .runner import EVENTS_PATH, Sandbox, SandboxConfig, first_of, say, stop_on_signals
+from .runner import EVENTS_PATH, Sandbox, SandboxConfig, first_of, say, serving
 from .state import ALICE
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone: lark_cards.plug sits here
@@ -95,31 +95,26 @@ async def run_demo(config: SandboxConfig, *, demo_dir: Path, out: TextIO) -> int
     """Serve the sandbox and errbot until Ctrl-C (or until errbot exits); 0 when clean."""
     bot_port = free_port()
     config.bot_url = f"http://127.0.0.1:{bot_port}{EVENTS_PATH}"
-    sandbox = Sandbox(config)
-    try:
-        url = await sandbox.start()
-    except OSError as error:
-        say(sys.stderr, f"demo: cannot listen on {config.host}:{config.port}: {error}")
-        return 1
-    stop = asyncio.Event()
-    with stop_on_signals(stop):
+    async with serving(config, "demo") as served:
+        if served is None:
+            return 1
         process = None
         try:
-            path = write_config(demo_dir, sandbox, bot_port=bot_port)
+            path = write_config(demo_dir, served.sandbox, bot_port=bot_port)
             log = demo_dir / "errbot.log"
             say(out, f"Starting errbot with {path} (log: {log}) …")
             process = await start_errbot(path, demo_dir)
             healthy = asyncio.ensure_future(
                 wait_healthy(process, f"http://127.0.0.1:{bot_port}/healthz")
             )
-            await first_of(stop.wait(), healthy)  # Ctrl-C during start-up stops at once
-            if stop.is_set():
+            await first_of(served.stop.wait(), healthy)  # Ctrl-C during start-up stops at once
+            if served.stop.is_set():
                 return await stop_errbot(process, out)
             if not healthy.result():
                 say(sys.stderr, f"demo: errbot did not start; see {log}")
                 return 1
-            say(out, f"\nThe bot is up. Open {url}/ — Ctrl-C stops both.\n")
-            await first_of(stop.wait(), process.wait())
+            say(out, f"\nThe bot is up. Open {served.url}/ — Ctrl-C stops both.\n")
+            await first_of(served.stop.wait(), process.wait())
             if process.returncode is not None:
                 say(sys.stderr, f"demo: errbot exited ({process.returncode}); see {log}")
                 return 1
@@ -128,7 +123,6 @@ async def run_demo(config: SandboxConfig, *, demo_dir: Path, out: TextIO) -> int
             if process is not None and process.returncode is None:
                 process.kill()
                 await process.wait()
-            await sandbox.stop()
 
 
 async def start_errbot(config: Path, demo: Path) -> asyncio.subprocess.Process:

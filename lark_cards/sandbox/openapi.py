@@ -1,8 +1,10 @@
-"""Fake Feishu Open Platform (the Open API subset lark-cards calls), served by aiohttp.
+"""Fake Feishu Open Platform: most of the Open API lark-cards calls, served by aiohttp.
 
-It answers with Feishu's shapes and codes (reference/feishu-platform.md §3-§5): tenant tokens
+It answers with Feishu's shapes and codes (docs/feishu-platform.md §3-§5): tenant tokens
 that really expire, ``bot/v3/info``, send / reply with ``uuid`` idempotency, PATCH of cards,
-image and file uploads, reactions, contact and chat look-ups. What Feishu refuses it refuses
+image and file uploads, reactions, contact and chat look-ups. Not served yet, although the bot
+calls them: room writes (create a chat, join, invite, remove members), ``members/is_in_chat``
+and message resource downloads, which answer HTTP 404 here. What Feishu refuses it refuses
 with Feishu's code (:mod:`.rules`): oversized bodies, cards the validator rejects, ``img_`` keys
 it never issued, more than 5 messages a second to one chat, expired or unknown tokens.
 Everything it accepts is kept in ``conversations`` so tests and the page can see it.
@@ -19,22 +21,30 @@ from typing import Any
 
 from aiohttp import web
 
+from lark_cards.api.errors import (
+    ACCESS_TOKEN_INVALID,
+    APP_SECRET_INVALID,
+    BOT_NOT_IN_CHAT,
+    FIELD_VALIDATION_FAILED,
+    INVALID_PARAM,
+    MESSAGE_GONE,
+    TOKEN_MISSING,
+)
+from lark_cards.render.cardspec import CardLimits
+
 from . import rules
 from .resources import Resources
 from .responses import authed, error, json_object, ok, refuse
-from .rules import CardLimits, Limits, Refusal
-from .state import BOT_NAME, BOT_OPEN_ID, Conversations, SentMessage, p2p_chat_id
+from .rules import Refusal, SendLimits
+from .state import BOT_NAME, BOT_OPEN_ID, Conversations, StoredMessage, p2p_chat_id
 from .uploads import FILE_LIMIT, Uploads
 
-__all__ = ["FakeOpenPlatform", "SentMessage"]
+__all__ = ["FakeOpenPlatform"]
 
 # Feishu: a request with the same uuid succeeds at most once within an hour (§4.1).
 UUID_WINDOW = 3600.0
 # §4.3: only messages sent in the last 14 days can be updated.
 PATCH_WINDOW = 14 * 86400.0
-# §4.3: a callback's delayed-update token is valid 30 min, for at most 2 updates.
-UPDATE_TOKEN_TTL = 1800.0
-UPDATE_TOKEN_USES = 2
 
 
 @dataclass
@@ -54,19 +64,17 @@ class FakeOpenPlatform:
     app_qps: int = 50
     card_limits: CardLimits = field(default_factory=CardLimits)
     refusals: list[tuple[str, Refusal]] = field(default_factory=list)  # (chat_id, refusal)
-    # callback token → [message_id, expires at, updates left] (§4.3 delayed update)
-    update_tokens: dict[str, list[Any]] = field(default_factory=dict)
     conversations: Conversations = field(default_factory=Conversations)
     uploads: Uploads = field(default_factory=Uploads)
     _tokens: dict[str, float] = field(default_factory=dict)
-    _by_uuid: dict[str, tuple[float, SentMessage]] = field(default_factory=dict)
-    _limits: Limits = field(init=False)
+    _by_uuid: dict[str, tuple[float, StoredMessage]] = field(default_factory=dict)
+    _limits: SendLimits = field(init=False)
 
     def __post_init__(self) -> None:
-        self._limits = Limits(self.clock, chat_qps=self.chat_qps, app_qps=self.app_qps)
+        self._limits = SendLimits(self.clock, chat_qps=self.chat_qps, app_qps=self.app_qps)
 
     @property
-    def messages(self) -> list[SentMessage]:
+    def messages(self) -> list[StoredMessage]:
         """Every message the bot sent, in order."""
         return self.conversations.bot_messages
 
@@ -85,7 +93,6 @@ class FakeOpenPlatform:
                 web.post(f"{im}/messages", self._send),
                 web.post(f"{im}/messages/{{message_id}}/reply", self._reply),
                 web.patch(f"{im}/messages/{{message_id}}", self._patch),
-                web.post("/open-apis/interactive/v1/card/update", self._delayed_update),
             ]
         )
 
@@ -94,7 +101,7 @@ class FakeOpenPlatform:
     async def _token(self, request: web.Request) -> web.Response:
         body = json_object(await request.read())
         if body.get("app_id") != self.app_id or body.get("app_secret") != self.app_secret:
-            return error(10014, "app secret invalid")
+            return error(APP_SECRET_INVALID, "app secret invalid")
         token = "t-" + secrets.token_hex(16)
         self._tokens[token] = self.clock() + self.token_ttl
         return web.json_response(
@@ -103,11 +110,11 @@ class FakeOpenPlatform:
 
     def check_token(self, authorization: str) -> Refusal | None:
         if not authorization.startswith("Bearer "):
-            return Refusal(rules.NEED_TOKEN, "Missing access token for authorization.")
+            return Refusal(TOKEN_MISSING, "Missing access token for authorization.")
         expires = self._tokens.get(authorization.removeprefix("Bearer "))
         if expires is None or expires <= self.clock():
             return Refusal(
-                rules.INVALID_TOKEN,
+                ACCESS_TOKEN_INVALID,
                 "Invalid access token for authorization. Please make a request with token "
                 "attached.",
             )
@@ -126,13 +133,13 @@ class FakeOpenPlatform:
         body = json_object(raw)
         id_type = request.query.get("receive_id_type")
         if id_type not in rules.RECEIVE_ID_TYPES:
-            return error(rules.FIELD_INVALID, "field validation failed: receive_id_type")
+            return error(FIELD_VALIDATION_FAILED, "field validation failed: receive_id_type")
         receive_id = body.get("receive_id")
         if not isinstance(receive_id, str) or not receive_id:
-            return error(rules.FIELD_INVALID, "field validation failed: receive_id")
+            return error(FIELD_VALIDATION_FAILED, "field validation failed: receive_id")
         if id_type == "chat_id":
             if self.chats and receive_id not in self.chats:
-                return error(230002, "The bot is not in the chat.")
+                return error(BOT_NOT_IN_CHAT, "The bot is not in the chat.")
             chat_id = receive_id
         else:
             chat_id = self.direct_chat(receive_id)
@@ -145,7 +152,7 @@ class FakeOpenPlatform:
         target = request.match_info["message_id"]
         chat_id = self.chat_of(target)
         if chat_id is None:
-            return error(rules.MESSAGE_GONE, "The message was withdrawn or does not exist.")
+            return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
         return self._store(
             raw,
             body,
@@ -168,7 +175,7 @@ class FakeOpenPlatform:
         refusal = self._limits.admit_send(chat_id)
         if refusal:
             return self._refused(chat_id, f"the {msg_type} message", refusal)
-        message = SentMessage(
+        message = StoredMessage(
             message_id=self.conversations.new_id(),
             chat_id=chat_id,
             msg_type=str(msg_type),
@@ -201,15 +208,11 @@ class FakeOpenPlatform:
         raw = await request.read()
         message = self.conversations.get(request.match_info["message_id"])
         if message is None:
-            return error(rules.MESSAGE_GONE, "The message was withdrawn or does not exist.")
+            return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
         if message.sender_type != "app" or message.msg_type != "interactive":
-            return error(
-                rules.INVALID_PARAM, "only interactive messages the app sent can be updated"
-            )
+            return error(INVALID_PARAM, "only interactive messages the app sent can be updated")
         if self.clock() - message.create_time > PATCH_WINDOW:
-            return error(
-                rules.INVALID_PARAM, "only messages sent in the last 14 days can be updated"
-            )
+            return error(INVALID_PARAM, "only messages sent in the last 14 days can be updated")
         content = self._checked_content("interactive", json_object(raw).get("content"), raw)
         if isinstance(content, Refusal):
             return self._refused(message.chat_id, "a card update", content)
@@ -221,33 +224,10 @@ class FakeOpenPlatform:
         self.update_card(message, content)
         return web.json_response({"code": 0, "msg": "success", "data": {}})
 
-    def issue_update_token(self, token: str, message_id: str) -> None:
-        """Remember the delayed-update token a card callback carried (§6.1 ``event.token``)."""
-        self.update_tokens[token] = [message_id, self.clock() + UPDATE_TOKEN_TTL, UPDATE_TOKEN_USES]
-
-    @authed
-    async def _delayed_update(self, request: web.Request) -> web.Response:
-        """``interactive/v1/card/update``: replace the clicked card with the callback's token."""
-        body = json_object(await request.read())
-        grant = self.update_tokens.get(str(body.get("token")))
-        if grant is None or grant[1] <= self.clock() or grant[2] <= 0:
-            return error(rules.INVALID_PARAM, "the update token is invalid, expired or used up")
-        message = self.conversations.get(grant[0])
-        card = body.get("card")
-        if message is None or not isinstance(card, dict):
-            return error(rules.INVALID_PARAM, "card must be a card JSON object")
-        refusal = rules.check_card(card, self.uploads.images, self.card_limits)
-        refusal = refusal or rules.check_patch(message.content, card)
-        if refusal:
-            return self._refused(message.chat_id, "a delayed card update", refusal)
-        grant[2] -= 1
-        self.update_card(message, card)
-        return web.json_response({"code": 0, "msg": "success"})
-
     def _refused(self, chat_id: str, what: str, refusal: Refusal) -> web.Response:
         """Answer with Feishu's refusal, and note it in the chat for the page to show."""
         self.refusals.append((chat_id, refusal))
-        notice = SentMessage(
+        notice = StoredMessage(
             message_id=self.conversations.new_id(),
             chat_id=chat_id,
             msg_type="system",
@@ -259,7 +239,7 @@ class FakeOpenPlatform:
         self.conversations.add(notice)
         return refuse(refusal)
 
-    def update_card(self, message: SentMessage, card: dict[str, Any]) -> None:
+    def update_card(self, message: StoredMessage, card: dict[str, Any]) -> None:
         """Replace a card in place (PATCH, or a card returned by a card callback)."""
         message.content = card
         message.updates += 1
@@ -280,9 +260,9 @@ class FakeOpenPlatform:
 
     def post_user_message(
         self, chat_id: str, sender_open_id: str, text: str, *, reply_to: str | None = None
-    ) -> SentMessage:
+    ) -> StoredMessage:
         """A text message a simulated user typed (the page's composer)."""
-        message = SentMessage(
+        message = StoredMessage(
             message_id=self.conversations.new_id(),
             chat_id=chat_id,
             msg_type="text",
@@ -297,7 +277,7 @@ class FakeOpenPlatform:
         return self.conversations.add(message)
 
 
-def _message_response(message: SentMessage) -> web.Response:
+def _message_response(message: StoredMessage) -> web.Response:
     millis = str(int(message.create_time * 1000))
     return ok(
         {

@@ -22,7 +22,7 @@ from .delivery import Attempt, Deliverer, message_envelope
 from .openapi import FakeOpenPlatform
 from .preview import preview, samples
 from .resources import image_response
-from .state import SentMessage
+from .state import StoredMessage
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT = 150 * 1024  # what a text message may carry (§4.1)
@@ -117,8 +117,8 @@ class Page:
 
     async def _send(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        chat_id, sender, text = body.get("chat_id"), body.get("sender"), body.get("text")
-        chat = self.platform.chats.get(chat_id) if isinstance(chat_id, str) else None
+        chat_id, sender, text = _str(body, "chat_id"), _str(body, "sender"), body.get("text")
+        chat = self.platform.chats.get(chat_id)
         if chat is None or sender not in chat.get("members", []):
             return _bad("unknown chat, or the sender is not a member of it")
         if not isinstance(text, str) or not text.strip() or len(text.encode()) > MAX_TEXT:
@@ -127,7 +127,7 @@ class Page:
         self._deliver(message, chat)
         return web.json_response(message.to_json())
 
-    def _deliver(self, message: SentMessage, chat: dict[str, Any]) -> None:
+    def _deliver(self, message: StoredMessage, chat: dict[str, Any]) -> None:
         """Push ``im.message.receive_v1`` for ``message`` and track its delivery state."""
         text, mentions = self._mentions(message.content["text"])
         payload = message_envelope(
@@ -231,6 +231,12 @@ def _bad(reason: str) -> web.Response:
 
 def _refused(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    """``body[key]`` when it is a string, else "" (which names no chat and no user)."""
+    value = body.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def _int(value: str | None, default: int) -> int:

@@ -13,20 +13,15 @@ from typing import Any
 import errbot
 
 from lark_cards.render import render_markdown
-from lark_cards.render.validate import (
-    Limits,
-    card_size,
-    count_components,
-    count_tables,
-    validate_card,
-)
+from lark_cards.render.cardspec import CardLimits
+from lark_cards.render.validate import card_size, count_components, count_tables, validate_card
 
 SAMPLES_DIR = Path(__file__).parent / "static" / "samples"
 
 
 def preview(markdown: str, *, image_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The cards for ``markdown`` and, for each, bytes / components / tables and problems."""
-    limits = Limits()  # Feishu's per-card limits (§5.4)
+    limits = CardLimits()  # Feishu's per-card limits (§5.4)
     return {
         "cards": [_figures(card, image_keys) for card in render_markdown(markdown)],
         "limits": {

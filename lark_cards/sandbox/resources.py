@@ -12,10 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import rules
+from lark_cards.api.errors import (
+    MESSAGE_GONE,
+    NO_USER_AUTHORITY,
+    OPERATOR_NOT_IN_CHAT,
+    REACTION_INVALID,
+    UPLOAD_INVALID,
+)
+
 from .responses import authed, error, json_object, ok, refuse
 from .rules import Refusal
-from .state import Reaction, SentMessage
+from .state import Reaction, StoredMessage
 from .uploads import Upload
 
 if TYPE_CHECKING:
@@ -51,7 +58,7 @@ class Resources:
 
     # ----- reactions -----
 
-    def _message(self, request: web.Request) -> SentMessage | None:
+    def _message(self, request: web.Request) -> StoredMessage | None:
         return self.platform.conversations.get(request.match_info["message_id"])
 
     @authed
@@ -61,7 +68,7 @@ class Resources:
             return _gone()
         emoji = (json_object(await request.read()).get("reaction_type") or {}).get("emoji_type")
         if not isinstance(emoji, str) or not _EMOJI.fullmatch(emoji):
-            return error(rules.REACTION_INVALID, "reaction type is invalid")
+            return error(REACTION_INVALID, "reaction type is invalid")
         reaction = Reaction(
             reaction_id="ZCaCIjUBVVWSrm5L-3ZTw" + secrets.token_hex(8),
             emoji_type=emoji,
@@ -87,7 +94,7 @@ class Resources:
         wanted = request.match_info["reaction_id"]
         found = [r for r in (message.reactions if message else []) if r.reaction_id == wanted]
         if message is None or not found:
-            return error(rules.REACTION_INVALID, "the reaction does not exist")
+            return error(REACTION_INVALID, "the reaction does not exist")
         message.reactions.remove(found[0])
         self.platform.conversations.touch(message)
         return ok(_reaction_json(found[0]))
@@ -106,7 +113,7 @@ class Resources:
     async def _download_image(self, request: web.Request) -> web.Response:
         upload = self.platform.uploads.images.get(request.match_info["image_key"])
         if upload is None:
-            return error(rules.UPLOAD_INVALID, "the image was not uploaded by this app")
+            return error(UPLOAD_INVALID, "the image was not uploaded by this app")
         return image_response(upload)
 
     @authed
@@ -125,7 +132,7 @@ class Resources:
     async def _user(self, request: web.Request) -> web.Response:
         user = self.platform.users.get(request.match_info["open_id"])
         if user is None:
-            return error(41050, "no user authority error")
+            return error(NO_USER_AUTHORITY, "no user authority error")
         return ok({"user": user})
 
     @authed
@@ -167,11 +174,11 @@ def _public(chat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _gone() -> web.Response:
-    return error(rules.MESSAGE_GONE, "The message was withdrawn or does not exist.")
+    return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
 
 
 def _not_member() -> web.Response:
-    return error(232011, "Operator can NOT be out of the chat.")
+    return error(OPERATOR_NOT_IN_CHAT, "Operator can NOT be out of the chat.")
 
 
 async def _form(request: web.Request) -> dict[str, Any]:

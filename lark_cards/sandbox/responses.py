@@ -2,7 +2,7 @@
 
 Success is HTTP 200 ``{"code": 0, "msg": "success", "data": …}``; a refusal is HTTP 400 (429
 for the gateway limit) ``{"code": <Feishu code>, "msg": …}`` with an ``X-Tt-Logid`` header,
-as Feishu answers (reference/feishu-platform.md §4.4).
+as Feishu answers (docs/feishu-platform.md §4.4).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each check returns ``None`` or a :class:`Refusal` carrying Feishu's body code, so the Open API
 routes answer exactly like Feishu (HTTP 400 ``{"code", "msg"}``) and the backend's fallbacks
-see the codes they will see in production. Section numbers are reference/feishu-platform.md.
+see the codes they will see in production (the codes are named in :mod:`lark_cards.api.errors`,
+beside the sets the client reacts to). Section numbers are docs/feishu-platform.md.
 Card content is judged by the project's own validator (``lark_cards.render.validate``), the
 one the renderer is tested against, so the sandbox and the renderer cannot disagree on
 what a valid card is.
@@ -12,11 +13,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lark_cards.render.validate import Limits as CardLimits
+from lark_cards.api.errors import (
+    CARD_SCHEMA_MISMATCH,
+    CHAT_RATE_LIMITED,
+    GATEWAY_RATE_LIMITED,
+    INVALID_PARAM,
+    MESSAGE_TOO_LARGE,
+)
+from lark_cards.render.cardspec import CardLimits
 from lark_cards.render.validate import validate_card
 
 # §4.1: "text ≤ 150 KB; card and post ≤ 30 KB" — of the request body; over-size → 230025.
@@ -27,20 +35,6 @@ MSG_TYPES = frozenset(
     | {"share_chat", "share_user"}
 )
 RECEIVE_ID_TYPES = frozenset({"open_id", "user_id", "union_id", "email", "chat_id"})
-
-# Codes (§3, §4, §5.4, §6.1; 234xxx/231xxx from Feishu's upload and reaction error tables).
-INVALID_PARAM = 230001
-MESSAGE_GONE = 230011
-RATE_LIMITED = 230020
-TOO_LARGE = 230025
-GATEWAY_LIMITED = 99991400
-NEED_TOKEN = 99991661
-INVALID_TOKEN = 99991663
-FIELD_INVALID = 99992402
-CARD_VERSION_DOWNGRADE = 200830
-UPLOAD_INVALID = 234001
-UPLOAD_TOO_LARGE = 234006
-REACTION_INVALID = 231001
 
 
 @dataclass(frozen=True)
@@ -74,7 +68,7 @@ class SlidingWindow:
         return None
 
 
-class Limits:
+class SendLimits:
     """Feishu's send limits (§4.4): 5/s per chat, 50/s and 1000/min per app; 5/s per PATCHed
     message (§4.3)."""
 
@@ -100,14 +94,15 @@ class Limits:
                     ("x-ogw-ratelimit-limit", str(window.limit)),
                     ("x-ogw-ratelimit-reset", reset),
                 )
-                return Refusal(GATEWAY_LIMITED, "request trigger frequency limit", 429, headers)
+                message = "request trigger frequency limit"
+                return Refusal(GATEWAY_RATE_LIMITED, message, 429, headers)
         return None
 
 
 def _per_key(window: SlidingWindow, key: str) -> Refusal | None:
     if window.admit(key) is None:
         return None
-    return Refusal(RATE_LIMITED, "This operation triggers the frequency limit.")
+    return Refusal(CHAT_RATE_LIMITED, "This operation triggers the frequency limit.")
 
 
 def check_body_size(msg_type: str, body: bytes) -> Refusal | None:
@@ -115,7 +110,7 @@ def check_body_size(msg_type: str, body: bytes) -> Refusal | None:
     limit = TEXT_BODY_LIMIT if msg_type == "text" else CARD_BODY_LIMIT
     if len(body) > limit:
         return Refusal(
-            TOO_LARGE,
+            MESSAGE_TOO_LARGE,
             f"The message is too large: the request body is {len(body)} bytes, "
             f"the limit for {msg_type} messages is {limit} bytes.",
         )
@@ -180,7 +175,9 @@ def _check_file(
     return None
 
 
-_CONTENT_CHECKS = {
+# A check of one msg_type's content: (content, uploaded image keys, uploaded file keys).
+ContentCheck = Callable[[dict[str, Any], Collection[str], Collection[str]], Refusal | None]
+_CONTENT_CHECKS: Mapping[str, ContentCheck] = {
     "text": _check_text,
     "post": _check_post,
     "image": _check_image,
@@ -212,7 +209,7 @@ def check_patch(old: dict[str, Any], new: dict[str, Any]) -> Refusal | None:
     """§4.3: a card updates only into a card of the same JSON version (2.0 → 1.0 is 200830)."""
     if old.get("schema") == "2.0":
         if new.get("schema") != "2.0":
-            return Refusal(CARD_VERSION_DOWNGRADE, "a card JSON 2.0 card cannot become a 1.0 card")
+            return Refusal(CARD_SCHEMA_MISMATCH, "a card JSON 2.0 card cannot become a 1.0 card")
         return None  # 2.0 cards are always shared (update_multi defaults to true, §5.3)
     if not all((card.get("config") or {}).get("update_multi") for card in (old, new)):
         return Refusal(INVALID_PARAM, "both cards must declare config.update_multi = true")

@@ -13,7 +13,7 @@ import contextlib
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -110,25 +110,45 @@ class Sandbox:
         return identity
 
 
-async def serve(config: SandboxConfig, *, bot_port: int, out: TextIO) -> int:
-    """Serve the sandbox alone until Ctrl-C, telling the user how to point a bot at it."""
+@dataclass
+class Served:
+    """A started sandbox, its page URL, and the event Ctrl-C / SIGTERM sets."""
+
+    sandbox: Sandbox
+    url: str
+    stop: asyncio.Event
+
+
+@contextlib.asynccontextmanager
+async def serving(config: SandboxConfig, who: str) -> AsyncIterator[Served | None]:
+    """Start the sandbox until the block ends (None when it cannot listen: the reason has
+    been said, naming ``who``); signals set ``stop`` instead of killing the process."""
     sandbox = Sandbox(config)
     try:
         url = await sandbox.start()
     except OSError as error:
-        say(sys.stderr, f"sandbox: cannot listen on {config.host}:{config.port}: {error}")
-        return 1
+        say(sys.stderr, f"{who}: cannot listen on {config.host}:{config.port}: {error}")
+        yield None
+        return
     stop = asyncio.Event()
     with stop_on_signals(stop):
         try:
-            identity = sandbox.bot_identity(port=bot_port)
-            say(out, f"Sandbox page: {url}/")
-            say(out, f"Events go to: {config.bot_url}")
-            say(out, "Put this in the bot's config.py:\n")
-            say(out, f"BOT_IDENTITY = {identity!r}\n")
-            await stop.wait()
+            yield Served(sandbox, url, stop)
         finally:
             await sandbox.stop()
+
+
+async def serve(config: SandboxConfig, *, bot_port: int, out: TextIO) -> int:
+    """Serve the sandbox alone until Ctrl-C, telling the user how to point a bot at it."""
+    async with serving(config, "sandbox") as served:
+        if served is None:
+            return 1
+        identity = served.sandbox.bot_identity(port=bot_port)
+        say(out, f"Sandbox page: {served.url}/")
+        say(out, f"Events go to: {config.bot_url}")
+        say(out, "Put this in the bot's config.py:\n")
+        say(out, f"BOT_IDENTITY = {identity!r}\n")
+        await served.stop.wait()
     return 0
 
 

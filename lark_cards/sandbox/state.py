@@ -34,10 +34,11 @@ class Reaction:
 
 
 @dataclass
-class SentMessage:
-    """One message as the platform stores it.
+class StoredMessage:
+    """One message as the platform stores it: sent by the bot through the Open API, typed by a
+    user in the page, or a system notice (a refusal).
 
-    The first seven fields are what the bot sent (tests read them); the rest serve the page:
+    The first seven fields are the message itself (tests read them); the rest serve the page:
     who sent it (``sender_id`` is the app id / user open_id), when, how often it changed.
     """
 
@@ -128,17 +129,17 @@ class Conversations:
     """Every message of every chat in order, plus a feed of changes for the page."""
 
     def __init__(self) -> None:
-        self.timeline: list[SentMessage] = []
-        self.bot_messages: list[SentMessage] = []  # what the bot sent, in order
+        self.timeline: list[StoredMessage] = []
+        self.bot_messages: list[StoredMessage] = []  # what the bot sent, in order
         self.seq = 0
-        self._by_id: dict[str, SentMessage] = {}
+        self._by_id: dict[str, StoredMessage] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
 
     def new_id(self) -> str:
         return f"om_sbx{next(self._ids):06d}{secrets.token_hex(6)}"
 
-    def add(self, message: SentMessage) -> SentMessage:
+    def add(self, message: StoredMessage) -> StoredMessage:
         self.timeline.append(message)
         self._by_id[message.message_id] = message
         if message.sender_type == "app":
@@ -146,20 +147,20 @@ class Conversations:
         self.touch(message)
         return message
 
-    def get(self, message_id: str) -> SentMessage | None:
+    def get(self, message_id: str) -> StoredMessage | None:
         return self._by_id.get(message_id)
 
-    def touch(self, message: SentMessage) -> None:
+    def touch(self, message: StoredMessage) -> None:
         """Record that ``message`` changed and wake everyone waiting for changes."""
         self.seq += 1
         message.seq = self.seq
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def since(self, seq: int) -> list[SentMessage]:
+    def since(self, seq: int) -> list[StoredMessage]:
         return [message for message in self.timeline if message.seq > seq]
 
-    async def wait(self, seq: int, patience: float) -> list[SentMessage]:
+    async def wait(self, seq: int, patience: float) -> list[StoredMessage]:
         """Messages changed after ``seq``; waits up to ``patience`` s for the first change."""
         if self.seq <= seq and patience > 0:
             changed = self._changed

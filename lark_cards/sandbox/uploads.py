@@ -10,7 +10,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from .rules import UPLOAD_INVALID, UPLOAD_TOO_LARGE, Refusal
+from lark_cards.api.errors import UPLOAD_INVALID, UPLOAD_TOO_LARGE
+
+from .rules import Refusal
 
 IMAGE_LIMIT = 10 * 1024 * 1024  # §4.5: ≤ 10 MB, not 0 bytes
 FILE_LIMIT = 30 * 1024 * 1024  # im/v1/files: ≤ 30 MB

@@ -1,35 +1,5 @@
-"""How events reach the bot: the webhook app, its security checks and the duplicate filter.
+"""HTTP in: raw Feishu requests → trusted envelopes, handed on (nothing here knows Errbot).
 
-Public names are re-exported here; the modules stay importable for tests and the benchmark.
+``webhook`` is the aiohttp app, ``security`` the decrypt / signature / token checks, ``dedup``
+the duplicate filter and ``envelope`` what is read from a body before it is trusted.
 """
-
-from lark_cards.transport.dedup import DedupStore, TTLSet
-from lark_cards.transport.security import (
-    BadCiphertext,
-    BadSignature,
-    BadToken,
-    StaleRequest,
-    VerificationError,
-    check_token,
-    decrypt,
-    encrypt,
-    signature,
-    verify_signature,
-)
-from lark_cards.transport.webhook import create_app
-
-__all__ = [
-    "BadCiphertext",
-    "BadSignature",
-    "BadToken",
-    "DedupStore",
-    "StaleRequest",
-    "TTLSet",
-    "VerificationError",
-    "check_token",
-    "create_app",
-    "decrypt",
-    "encrypt",
-    "signature",
-    "verify_signature",
-]

@@ -1,9 +1,9 @@
 """Remember which events were already accepted, so Feishu's retries run a command only once.
 
-Feishu re-pushes an event it thinks failed after 15 s, 5 min, 1 h and 6 h (reference/
-feishu-platform.md §1.8), and a long-connection reconnect can redeliver the same message under a
-new ``event_id``. The webhook therefore asks about two keys at once, ``event:<event_id>`` and
-``message:<message_id>``, and drops the event if *either* is known.
+Feishu re-pushes an event it thinks failed after 15 s, 5 min, 1 h and 6 h
+(docs/feishu-platform.md §1.8), and a long-connection reconnect can redeliver the same message
+under a new ``event_id``. The webhook therefore asks about two keys at once,
+``event:<event_id>`` and ``message:<message_id>``, and drops the event if *either* is known.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ class TTLSet:
     ``max_entries`` are kept (the oldest is evicted first, so memory stays bounded under a
     flood of distinct ids).
 
-    ``clock`` is injected so tests move time by hand (aesthetics.md lesson 6); it must not go
-    backwards, which is why the default is :func:`time.monotonic` and not wall time. A lock
-    makes one instance safe to share between the webhook loop and a long-connection thread.
+    ``clock`` is passed in so tests move time by hand; it must not go backwards, which is why
+    the default is :func:`time.monotonic` and not wall time. A lock makes one instance safe to
+    share between the webhook loop and a long-connection thread.
     """
 
     def __init__(

@@ -1,8 +1,8 @@
 """Feishu webhook security as pure functions: decrypt, sign, verify, check the token.
 
-Sans-I/O on purpose (reference/aesthetics.md, lesson 5): no aiohttp, no clock, no config. Each
+Sans-I/O on purpose, so every rule is tested on bytes: no aiohttp, no clock, no config. Each
 check either returns ``None`` or raises one member of the :class:`VerificationError` family, so
-the HTTP layer only maps exception classes to status codes and the rules can be tested on bytes.
+the HTTP layer only maps exception classes to status codes.
 
 Every helper here must be *total* over hostile input: any ``str`` or ``bytes`` an attacker can
 put in a header or a JSON field ends in a return or a ``VerificationError``, never in a
@@ -132,7 +132,7 @@ def verify_signature(
 ) -> None:
     """Check the §1.7 signature of a raw body, then its freshness.
 
-    ``now`` is injected (wall-clock seconds) so tests pin time (aesthetics.md lesson 6).
+    ``now`` is passed in (wall-clock seconds) so tests pin time without patching a clock.
     ``window`` is the allowed ``|now - timestamp|`` in seconds; ``None`` disables the check, as
     lark-oapi never does it (§1.7). The signature is checked first so the freshness answer is
     only ever given about timestamps Feishu really signed.

@@ -1,8 +1,8 @@
 """The aiohttp app that receives Feishu event callbacks: authenticate, ack, hand off.
 
 :func:`authenticate` is the whole decision, pure and synchronous (raw bytes + headers + time in,
-a parsed callback or :class:`Rejected` out); the request handler is a thin translator around it
-(reference/aesthetics.md lesson 5). Order, following reference/feishu-platform.md §1:
+a parsed callback or :class:`Rejected` out), so every rule can be tested on bytes; the request
+handler is a thin translator around it. Order, following docs/feishu-platform.md §1:
 
 1. body size (aiohttp's ``client_max_size`` → 413), raw bytes → JSON object;
 2. ``{"encrypt": ...}``: signature over the *raw* bytes **before** decrypting (§1.7), then
@@ -29,17 +29,16 @@ from typing import Any
 
 from aiohttp import web
 
-from lark_cards.events import (
+from lark_cards.settings import Settings
+from lark_cards.transport.dedup import DedupStore, TTLSet
+from lark_cards.transport.envelope import (
     CARD_ACTION,
-    MESSAGE_RECEIVE,
     Envelope,
     EventError,
     UrlVerification,
     message_id_of,
     parse_callback,
 )
-from lark_cards.settings import Settings
-from lark_cards.transport.dedup import DedupStore, TTLSet
 from lark_cards.transport.security import (
     BadCiphertext,
     VerificationError,
@@ -49,8 +48,6 @@ from lark_cards.transport.security import (
 )
 
 __all__ = [
-    "DEDUP_KEY",
-    "SETTINGS_KEY",
     "Rejected",
     "authenticate",
     "create_app",
@@ -58,9 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SETTINGS_KEY = web.AppKey("settings", Settings)
-DEDUP_KEY = web.AppKey("dedup", DedupStore)
 
 # §1.7: the three headers Feishu adds when an Encrypt Key is configured.
 TIMESTAMP_HEADER = "X-Lark-Request-Timestamp"
@@ -175,12 +169,8 @@ def _parse(payload: Mapping[str, Any]) -> Callback:
 
 
 def dedup_keys(envelope: Envelope) -> tuple[str, ...]:
-    """The dedup keys of an event: its id, plus the message id for received messages (§1.8).
-
-    Only ``im.message.receive_v1`` contributes a message key, so an unrelated event that
-    happens to mention a message is never mistaken for a redelivery of it.
-    """
-    message_id = message_id_of(envelope) if envelope.event_type == MESSAGE_RECEIVE else None
+    """The dedup keys of an event: its id, plus the message id for received messages (§1.8)."""
+    message_id = message_id_of(envelope)
     if message_id is None:
         return (f"event:{envelope.event_id}",)
     return (f"event:{envelope.event_id}", f"message:{message_id}")
@@ -221,15 +211,17 @@ class _EventHandler:
             log.warning("inbound backlog full: event %s refused for a retry", callback.event_id)
             return _error(429, "busy, retry later")
         duplicate = self._dedup.seen(*dedup_keys(callback))
+        # The clicker waits for a card callback's body (§6.1): a retry gets the same answer,
+        # since the first one may be what got lost. It is built before the dispatch below
+        # runs, so ``respond`` may hand what it parsed on to ``dispatch``.
+        answer = self._answer(callback) if callback.event_type == CARD_ACTION else None
         if duplicate:
             log.debug("duplicate event %s (%s)", callback.event_id, callback.event_type)
         else:
             # Ack first, work later (§1.8): dispatch runs on a later loop iteration.
             asyncio.get_running_loop().call_soon(self._run_dispatch, callback)
-        if callback.event_type == CARD_ACTION:
-            # The clicker waits for this body (§6.1): a retry gets the same answer, since
-            # the first one may be what got lost.
-            return web.json_response(self._answer(callback))
+        if answer is not None:
+            return web.json_response(answer)
         return web.json_response({"msg": "duplicate" if duplicate else "ok"})
 
     def _answer(self, envelope: Envelope) -> dict[str, Any]:
@@ -302,8 +294,9 @@ def create_app(
     ``respond`` answers card callbacks (``card.action.trigger``): it gets every verified
     callback, retries included, and returns the JSON body Feishu shows the clicker
     (``{"toast": {...}, "card": {...}}``, §6.1; None → ``{}``). It runs inside the request on
-    the loop, so it must be fast and must not block; since a retry calls it again, it should
-    be a pure function of the envelope. The callback is still dispatched, once.
+    the loop, so it must be fast and must not block; since a retry calls it again, its answer
+    should depend on the envelope alone. The callback is still dispatched, once, and always
+    after ``respond`` has answered it.
 
     ``busy`` (optional) bounds the backend's inbound backlog: while it returns True, verified
     events are answered 429 without being recorded, and Feishu delivers them again later.
@@ -317,8 +310,6 @@ def create_app(
         )
     # aiohttp enforces the body limit while reading the request (request.read() → 413).
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_json_errors])
-    app[SETTINGS_KEY] = settings
-    app[DEDUP_KEY] = dedup
     handler = _EventHandler(settings, dispatch, dedup, clock, respond, busy)
     app.router.add_post(settings.path, handler.handle)
     app.router.add_get("/healthz", _healthz)

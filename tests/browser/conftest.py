@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,6 +70,29 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
+def wait_for(driver, condition, timeout: float = 30):
+    """``condition(driver)`` once it is true; a message redrawn in place (PATCH) replaces its
+    element, so a stale element only means: look it up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return wait.until(condition)
+
+
+def open_page(driver, url: str, chat: str | None = None) -> None:
+    """Load the sandbox page at ``url``, wait until its script is ready and, given ``chat``,
+    open that chat."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    if chat:
+        driver.find_element(By.CSS_SELECTOR, f'.chat-item[data-chat-id="{chat}"]').click()
+
+
 @pytest.fixture
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -85,18 +107,12 @@ class Demo:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
+def demo(tmp_path: Path, processes) -> Iterator[Demo]:
     """``make demo``'s exact path: the runner starts the sandbox and a real errbot."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lark_cards.sandbox", "--demo", "--port", "0",
-         "--demo-dir", str(tmp_path / "demo")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    demo_dir = str(tmp_path / "demo")
+    process = processes.python(
+        "lark_cards.sandbox", "--demo", "--port", "0", "--demo-dir", demo_dir
+    )
     lines: list[str] = []
     found: queue.Queue[str] = queue.Queue()
 
@@ -110,18 +126,13 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        try:
-            url = found.get(timeout=90)
-        except queue.Empty:
-            pytest.fail("the demo did not print its URL:\n" + "".join(lines))
-        yield Demo(url, process, lines)
-        # Ctrl-C with the page still open (a long poll pending): both stop, cleanly and soon.
-        process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0, "".join(lines)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        url = found.get(timeout=90)
+    except queue.Empty:
+        pytest.fail("the demo did not print its URL:\n" + "".join(lines))
+    yield Demo(url, process, lines)
+    # Ctrl-C with the page still open (a long poll pending): both stop, cleanly and soon.
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0, "".join(lines)
 
 
 @dataclass
@@ -210,36 +221,23 @@ def fake_bot() -> Iterator[FakeBot]:
 
 
 @pytest.fixture
-def sandbox(fake_bot: FakeBot) -> Iterator[SandboxProcess]:
-    """``python -m lark_cards sandbox`` (no errbot) delivering to ``fake_bot``."""
+def sandbox(fake_bot: FakeBot, processes) -> SandboxProcess:
+    """``python -m lark_cards sandbox`` (no errbot) delivering to ``fake_bot``; stopped with
+    Ctrl-C afterwards (the ``processes`` fixture)."""
     import ast
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lark_cards.sandbox", "--port", "0", "--bot-url", fake_bot.url,
-         "--encrypt-key", "browser-encrypt-key", "--verification-token", "browser-token"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process = processes.python(
+        "lark_cards.sandbox", "--port", "0", "--bot-url", fake_bot.url,
+        "--encrypt-key", "browser-encrypt-key", "--verification-token", "browser-token",
     )  # fmt: skip
     assert process.stdout is not None
     url, identity = "", None
-    try:
-        for line in process.stdout:
-            if line.startswith("Sandbox page: "):
-                url = line.split(": ", 1)[1].strip()
-            if line.startswith("BOT_IDENTITY = "):
-                identity = ast.literal_eval(line.split(" = ", 1)[1])
-                break
-        assert url, "the sandbox did not print its URL"
-        assert identity, "the sandbox did not print its BOT_IDENTITY"
-        yield SandboxProcess(url, identity, fake_bot)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    for line in process.stdout:
+        if line.startswith("Sandbox page: "):
+            url = line.split(": ", 1)[1].strip()
+        if line.startswith("BOT_IDENTITY = "):
+            identity = ast.literal_eval(line.split(" = ", 1)[1])
+            break
+    assert url, "the sandbox did not print its URL"
+    assert identity, "the sandbox did not print its BOT_IDENTITY"
+    return SandboxProcess(url, identity, fake_bot)

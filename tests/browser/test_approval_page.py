@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Demo
-from .test_demo_page import GROUP, UPDATE_DOCS, _send, _wait
+from .conftest import Demo, open_page, wait_for
+from .test_demo_page import GROUP, _readme_picture, _send
 
 pytestmark = pytest.mark.e2e
 
@@ -52,10 +52,10 @@ def _click_as(driver, person: str, message_id: str, label: str) -> None:
     button = _buttons(_message(driver, message_id))[label]
     button.location_once_scrolled_into_view  # noqa: B018 - scrolls the button into view
     button.click()
-    dialog = _wait(driver, ec.alert_is_present(), timeout=5)
+    dialog = wait_for(driver, ec.alert_is_present(), timeout=5)
     assert "Deploy prod now?" in dialog.text  # the button's confirm, as Feishu asks it
     dialog.accept()
-    _wait(driver, lambda d: any("Running !approve" in t.text for t in _toasts(d)), timeout=10)
+    wait_for(driver, lambda d: any("Running !approve" in t.text for t in _toasts(d)), timeout=10)
 
 
 def _toasts(driver):
@@ -82,14 +82,12 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
 
     driver = browser
     driver.set_window_size(1280, 1100)
-    driver.get(demo.url)
-    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-    driver.find_element(By.CSS_SELECTOR, f'.chat-item[data-chat-id="{GROUP}"]').click()
+    open_page(driver, demo.url, GROUP)
     assert driver.find_element(By.ID, "chat-title").text == "Sandbox group"
 
     # Alice (a bot admin) asks for a deploy: a card with Approve / Deny.
     _send(driver, "!deploy prod")
-    _wait(driver, lambda d: any("asks to deploy" in m.text for m in _bot_messages(d)))
+    wait_for(driver, lambda d: any("asks to deploy" in m.text for m in _bot_messages(d)))
     request = next(m for m in _bot_messages(driver) if "asks to deploy" in m.text)
     card_id = request.get_attribute("data-message-id")
     assert "Alice asks to deploy prod." in request.text
@@ -98,7 +96,7 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
 
     # Bob is not a bot admin: his click is refused, in a reply under the card.
     _click_as(driver, "Bob", card_id, "Approve")
-    _wait(driver, lambda d: any(REFUSAL in m.text for m in _bot_messages(d)))
+    wait_for(driver, lambda d: any(REFUSAL in m.text for m in _bot_messages(d)))
     refusal = next(m for m in _bot_messages(driver) if REFUSAL in m.text)
     refusal_id = refusal.get_attribute("data-message-id")
     quote = refusal.find_element(By.CSS_SELECTOR, ".reply-quote").text
@@ -113,17 +111,17 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
 
     # Alice is: her click approves the request in place and the deploy runs in one card.
     _click_as(driver, "Alice", card_id, "Approve")
-    _wait(driver, lambda d: "approved" in _message(d, card_id).text)
+    wait_for(driver, lambda d: "approved" in _message(d, card_id).text)
     request = _message(driver, card_id)
     assert "Deploy of prod (asked by Alice) approved by Alice." in request.text
     assert _buttons(request) == {}  # decided: no more buttons
     assert request.get_attribute("data-updates") == "1"
     assert request.find_element(By.CSS_SELECTOR, ".msg-edited").text == "updated ×1"
 
-    _wait(driver, lambda d: any(_is_progress(m) for m in _bot_messages(d)), timeout=15)
+    wait_for(driver, lambda d: any(_is_progress(m) for m in _bot_messages(d)), timeout=15)
     progress = next(m for m in _bot_messages(driver) if _is_progress(m))
     progress_id = progress.get_attribute("data-message-id")
-    _wait(driver, lambda d: "Deployed prod: 4/4 steps done." in _message(d, progress_id).text)
+    wait_for(driver, lambda d: "Deployed prod: 4/4 steps done." in _message(d, progress_id).text)
     progress = _message(driver, progress_id)
     assert int(progress.get_attribute("data-updates")) >= 2  # each step redrew the same card
     assert progress.find_element(By.CSS_SELECTOR, ".msg-edited").text.startswith("updated ×")
@@ -133,10 +131,5 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
     assert [m.get_attribute("data-message-id") for m in bot] == [card_id, refusal_id, progress_id]
     assert sum(REFUSAL in m.text for m in bot) == 1  # Alice's click was not refused
 
-    _wait(driver, lambda d: not _toasts(d), timeout=10)
-    question = driver.find_elements(By.CSS_SELECTOR, ".msg.from-user")[0]
-    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", question)
-    driver.save_screenshot(str(screenshots / "approval-done.png"))
-    if UPDATE_DOCS:
-        (ROOT / "docs").mkdir(exist_ok=True)
-        driver.save_screenshot(str(ROOT / "docs" / "approval.png"))
+    wait_for(driver, lambda d: not _toasts(d), timeout=10)
+    _readme_picture(driver, screenshots, "approval-done.png", "approval.png")

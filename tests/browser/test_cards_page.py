@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import SandboxProcess
+from .conftest import SandboxProcess, open_page, wait_for
 
 GROUP = "oc_sandboxgroup000000000000000000000"
 
@@ -58,28 +58,10 @@ def _send_card(sandbox: SandboxProcess, card: dict[str, Any]) -> str:
     return body["data"]["message_id"]
 
 
-def _wait(driver, condition, timeout: float = 20):
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # A message redrawn in place (PATCH) replaces its element: look it up again.
-    wait = WebDriverWait(
-        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
-    )
-    return wait.until(condition)
-
-
-def _open(driver, sandbox: SandboxProcess) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.get(sandbox.url)
-    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-
-
 def _message(driver, message_id: str):
     from selenium.webdriver.common.by import By
 
-    return _wait(
+    return wait_for(
         driver, lambda d: d.find_element(By.CSS_SELECTOR, f'.msg[data-message-id="{message_id}"]')
     )
 
@@ -130,7 +112,7 @@ def test_a_button_click_is_a_real_callback_and_updates_appear_in_place(
     from selenium.webdriver.common.by import By
 
     driver = browser
-    _open(driver, sandbox)
+    open_page(driver, sandbox.url)
     message_id = _send_card(sandbox, APPROVAL)
     message = _message(driver, message_id)
     header = message.find_element(By.CSS_SELECTOR, ".fs-card-header")
@@ -148,8 +130,8 @@ def test_a_button_click_is_a_real_callback_and_updates_appear_in_place(
     )
     driver.find_element(By.ID, "sender-select").send_keys("Bob")
     message.find_element(By.XPATH, ".//button[normalize-space()='Approve']").click()
-    _wait(driver, lambda d: _message(d, message_id).get_attribute("data-updates") == "1")
-    toast = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".toast-success"))
+    wait_for(driver, lambda d: _message(d, message_id).get_attribute("data-updates") == "1")
+    toast = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".toast-success"))
     assert toast.text == "Running !deploy prod…"
     [callback] = sandbox.bot.received
     assert callback["event_type"] == "card.action.trigger"
@@ -167,7 +149,7 @@ def test_a_button_click_is_a_real_callback_and_updates_appear_in_place(
         {"content": json.dumps(_done_card("Deployed ✅", "green"))},
     )
     assert patched["code"] == 0
-    _wait(driver, lambda d: _message(d, message_id).get_attribute("data-updates") == "2")
+    wait_for(driver, lambda d: _message(d, message_id).get_attribute("data-updates") == "2")
     header = _message(driver, message_id).find_element(By.CSS_SELECTOR, ".fs-card-header")
     assert "Deployed ✅" in header.text
     assert header.get_attribute("data-template") == "green"
@@ -187,7 +169,7 @@ def test_tables_images_markdown_and_the_json_toggle(
     from selenium.webdriver.common.by import By
 
     driver = browser
-    _open(driver, sandbox)
+    open_page(driver, sandbox.url)
     key = _upload_png(sandbox)
     rows = "\n".join(f"| host-{n} | {n * 10}% |" for n in range(1, 8))
     card = {
@@ -233,7 +215,7 @@ def test_tables_images_markdown_and_the_json_toggle(
     assert native.find_element(By.CSS_SELECTOR, ".tag-red").text == "down"
 
     image = message.find_element(By.CSS_SELECTOR, ".fs-img img")
-    _wait(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", image) == 60)
+    wait_for(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", image) == 60)
     assert message.find_element(By.CSS_SELECTOR, "ul ul li strong").text == "bold"
     assert message.find_element(By.CSS_SELECTOR, "ol li").text == "first"
     assert message.find_element(By.CSS_SELECTOR, "blockquote code").text == "code"
@@ -261,12 +243,12 @@ def test_preview_shows_cards_and_budgets(browser, sandbox: SandboxProcess, scree
     from selenium.webdriver.support.ui import Select
 
     driver = browser
-    _open(driver, sandbox)
+    open_page(driver, sandbox.url)
     driver.find_element(By.ID, "preview-tab").click()
     select = Select(driver.find_element(By.ID, "sample-select"))
     budgets = next(o.text for o in select.options if o.text.startswith("Budgets"))
     select.select_by_visible_text(budgets)
-    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".preview-card")) >= 2)
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".preview-card")) >= 2)
     summary = driver.find_element(By.CSS_SELECTOR, ".preview-summary").text
     assert summary.endswith("cards")
     first = driver.find_elements(By.CSS_SELECTOR, ".preview-card")[0]
@@ -280,7 +262,7 @@ def test_preview_shows_cards_and_budgets(browser, sandbox: SandboxProcess, scree
     box.clear()
     box.send_keys("Inline `red`{:color='red'} and a [link](https://example.com)")
     driver.find_element(By.ID, "preview-button").click()
-    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".preview-card .md-font"))
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".preview-card .md-font"))
     assert len(driver.find_elements(By.CSS_SELECTOR, ".preview-card")) == 1
 
 
@@ -289,14 +271,14 @@ def test_the_direct_chat_sends_as_alice(browser, sandbox: SandboxProcess, chat: 
     from selenium.webdriver.common.by import By
 
     driver = browser
-    _open(driver, sandbox)
+    open_page(driver, sandbox.url)
     driver.find_element(By.XPATH, "//li[.//span[text()='direct']]").click()
     box = driver.find_element(By.ID, "composer-input")
     box.send_keys("!whoami")
     driver.find_element(By.ID, "send-button").click()
-    _wait(driver, lambda d: sandbox.bot.received)
+    wait_for(driver, lambda d: sandbox.bot.received)
     event = sandbox.bot.received[0]
     assert event["event_type"] == "im.message.receive_v1"
     assert event["event"]["message"]["chat_type"] == "p2p"
     assert event["event"]["sender"]["sender_id"]["open_id"] == "ou_alice000000000000000000000000000"
-    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".msg-delivery.delivery-delivered"))
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".msg-delivery.delivery-delivered"))

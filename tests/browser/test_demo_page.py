@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Demo
+from .conftest import ROOT, Demo, open_page, wait_for
 
 pytestmark = pytest.mark.e2e
 
 GROUP = "oc_sandboxgroup000000000000000000000"
 UPDATE_DOCS = os.environ.get("LARK_CARDS_UPDATE_DOCS") == "1"
-
-
-def _wait(driver, condition, timeout: float = 30):
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # A message redrawn in place (PATCH) replaces its element: look it up again.
-    wait = WebDriverWait(
-        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
-    )
-    return wait.until(condition)
 
 
 def _send(driver, text: str) -> None:
@@ -34,6 +23,19 @@ def _send(driver, text: str) -> None:
     box.clear()
     box.send_keys(text)
     driver.find_element(By.ID, "send-button").click()
+
+
+def _readme_picture(driver, screenshots: Path, name: str, docs_name: str) -> None:
+    """The conversation from its first question, saved as ``screenshots/<name>`` and, with
+    ``LARK_CARDS_UPDATE_DOCS=1``, as the README's ``docs/<docs_name>``."""
+    from selenium.webdriver.common.by import By
+
+    question = driver.find_elements(By.CSS_SELECTOR, ".msg.from-user")[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", question)
+    driver.save_screenshot(str(screenshots / name))
+    if UPDATE_DOCS:
+        (ROOT / "docs").mkdir(exist_ok=True)
+        driver.save_screenshot(str(ROOT / "docs" / docs_name))
 
 
 def _bot_cards(driver):
@@ -48,19 +50,19 @@ def test_help_and_render_test_arrive_as_cards_with_tables_and_colours(
     from selenium.webdriver.common.by import By
 
     driver = browser
-    driver.get(demo.url)
-    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-    driver.find_element(By.CSS_SELECTOR, f'.chat-item[data-chat-id="{GROUP}"]').click()
+    open_page(driver, demo.url, GROUP)
 
     _send(driver, "!help")
-    _wait(driver, lambda d: len(_bot_cards(d)) >= 1)
+    wait_for(driver, lambda d: len(_bot_cards(d)) >= 1)
     help_card = _bot_cards(driver)[0]
     assert "All commands" in help_card.text
     assert "!help" in help_card.text
     driver.save_screenshot(str(screenshots / "demo-help.png"))
 
     _send(driver, "!render test")
-    _wait(driver, lambda d: any(c.find_elements(By.CSS_SELECTOR, "table") for c in _bot_cards(d)))
+    wait_for(
+        driver, lambda d: any(c.find_elements(By.CSS_SELECTOR, "table") for c in _bot_cards(d))
+    )
     card = next(c for c in _bot_cards(driver) if c.find_elements(By.CSS_SELECTOR, "table"))
     headers = [th.text for th in card.find_elements(By.CSS_SELECTOR, "table th")]
     assert headers[:2] == ["First Header", "Second Header"]
@@ -81,7 +83,7 @@ def test_help_and_render_test_arrive_as_cards_with_tables_and_colours(
     raw = message.find_element(By.CSS_SELECTOR, ".card-json")
     assert not raw.is_displayed()
     message.find_element(By.CSS_SELECTOR, ".json-toggle").click()
-    _wait(driver, lambda d: raw.is_displayed())
+    wait_for(driver, lambda d: raw.is_displayed())
     shown = json.loads(raw.text)
     assert shown["schema"] == "2.0"
     assert any(e["tag"] == "table" for e in shown["body"]["elements"]) or "|" in raw.text
@@ -95,10 +97,9 @@ def test_status_card_for_the_readme(browser, demo: Demo, screenshots: Path):
 
     driver = browser
     driver.set_window_size(1280, 1180)
-    driver.get(demo.url)
-    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    open_page(driver, demo.url)
     _send(driver, "!status")
-    _wait(driver, lambda d: any("Plugins" in c.text for c in _bot_cards(d)))
+    wait_for(driver, lambda d: any("Plugins" in c.text for c in _bot_cards(d)))
     card = _bot_cards(driver)[-1]
     rows = card.find_elements(By.CSS_SELECTOR, "table tbody tr")
     assert rows
@@ -110,10 +111,5 @@ def test_status_card_for_the_readme(browser, demo: Demo, screenshots: Path):
     }
     assert "rgba(46, 161, 33, 1)" in green  # "A" (activated) in Feishu's green
     _send(driver, "!whoami")
-    _wait(driver, lambda d: len(_bot_cards(d)) >= 2)
-    question = driver.find_elements(By.CSS_SELECTOR, ".msg.from-user")[0]
-    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", question)
-    driver.save_screenshot(str(screenshots / "demo-status.png"))
-    if UPDATE_DOCS:
-        (ROOT / "docs").mkdir(exist_ok=True)
-        driver.save_screenshot(str(ROOT / "docs" / "demo.png"))
+    wait_for(driver, lambda d: len(_bot_cards(d)) >= 2)
+    _readme_picture(driver, screenshots, "demo-status.png", "demo.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import SandboxProcess
+from .conftest import SandboxProcess, open_page
 
 RED = '<span class="md-font" style="color: rgb(245, 74, 69);">'
 BLUE = '<span class="md-font" style="color: rgb(51, 112, 255);">'
@@ -58,13 +58,7 @@ def _render(driver, text: str, *, html: bool = True) -> str:
 
 @pytest.fixture
 def page(browser, sandbox: SandboxProcess):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(sandbox.url)
-    WebDriverWait(browser, 20).until(
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready")
-    )
+    open_page(browser, sandbox.url)
     return browser
 
 

@@ -1,4 +1,4 @@
-// Feishu card markdown (the JSON 2.0 subset, reference/feishu-platform.md §5.6) → DOM nodes.
+// Feishu card markdown (the JSON 2.0 subset, docs/feishu-platform.md §5.6) → DOM nodes.
 // Safe by construction: every node is made with createElement/textContent, never innerHTML;
 // links must be http(s), images must be uploaded img_ keys, colours come from Feishu's enum.
 (function (global) {
