@@ -85,7 +85,11 @@ async def main(count: int) -> None:
         return [
             event_request(
                 message_envelope(
-                    f"!status host-{i}", chat_id="oc_bench", sender_open_id="ou_u", token=TOKEN
+                    f"!status host-{i}",
+                    chat_id="oc_bench",
+                    sender_open_id="ou_u",
+                    token=TOKEN,
+                    app_id=settings.app_id,
                 ),
                 encrypt_key=ENCRYPT_KEY,
             )

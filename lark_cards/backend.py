@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ from aiohttp import web
 from errbot.backends.base import ONLINE, Message, Person
 from errbot.core import ErrBot
 
+from lark_cards import identifiers
 from lark_cards.api import chats, contacts
 from lark_cards.api.client import LarkClient
 from lark_cards.api.errors import LarkAPIError
@@ -33,12 +36,14 @@ from lark_cards.bridge import LoopBridge
 from lark_cards.directory import CachedDirectory, LookupUnavailableError
 from lark_cards.identifiers import Identities, LarkPerson, LarkRoom
 from lark_cards.inbound import Inbound
+from lark_cards.inbound.intake import Intake
 from lark_cards.outbound import Delivery, Outbox
+from lark_cards.outbound.target import CAUSED_BY, cause_of
 from lark_cards.plugin_api import PluginAPI
 from lark_cards.render import RenderOptions
 from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
-from lark_cards.transport.dedup import TTLSet
+from lark_cards.transport.server import start_server
 from lark_cards.transport.webhook import create_app
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ T = TypeVar("T")
 # Errbot slices raw markdown every MESSAGE_SIZE_LIMIT characters before send_message sees it,
 # which cuts code blocks and tables in half; the renderer splits structurally instead.
 MESSAGE_SIZE_LIMIT = 1_000_000
+COMMAND_POLL = 0.05  # how often a shutdown looks whether running commands have ended
 
 
 class LarkCardsBackend(PluginAPI, ErrBot):
@@ -76,7 +82,13 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         self.identities.rooms = self.room_ops
         self.reaction_book = ReactionBook(app_id=self.settings.app_id)
         self.outbox = Outbox(self.bridge, self.connected_delivery)
-        self.inbound = Inbound(self)
+        self.inbound = Inbound(self, on_handled=self._handled)
+        self.intake: Intake | None = None  # the state store, while serving
+        # This instance, for leases: the same after a restart (so it takes back at once what
+        # it left in the inbox), distinct per host and BOT_DATA_DIR (one per instance).
+        self._owner = f"{socket.gethostname()}:{os.path.abspath(self._data_dir())}"
+        self._commands: dict[object, tuple[str, str]] = {}  # running: (where, command text)
+        self._commands_lock = threading.Lock()
 
     def set_message_size_limit(
         self, limit: int = MESSAGE_SIZE_LIMIT, hard_limit: int = MESSAGE_SIZE_LIMIT
@@ -109,44 +121,55 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         delivery = Delivery(client, self.render_options, upload_images=self.settings.upload_images)
         self.delivery = delivery
         runner: web.AppRunner | None = None
+        keeping: list[asyncio.Task[None]] = []
         try:
+            self.intake = intake = await Intake.open(self.settings, self._data_dir(), self._owner)
             bot = await contacts.bot_info(client)
             if not bot.get("open_id"):
                 raise LarkAPIError(-1, "bot/v3/info returned no open_id: is the bot enabled?")
             self.bot_identifier = self.identities.person(bot["open_id"], name=bot.get("app_name"))
+            identifiers.install(self.identities)
             log.info("Connected to %s as %s", self.settings.base_url, self.bot_identifier.nick)
             # Plugins activate before the server opens, so the first event finds its commands.
+            keeping.append(asyncio.create_task(intake.leadership.run()))
             await asyncio.get_running_loop().run_in_executor(None, self.connect_callback)
-            runner = await self._start_server()
+            runner = await self._start_server(intake)
+            keeping.append(asyncio.create_task(intake.keep(self.inbound.dispatch)))
             self.reset_reconnection_count()
             await self._stop.wait()
             return True
+        except ConfigError as error:  # the state store cannot be opened: a retry cannot help
+            log.critical("lark-cards: %s", error)
+            raise SystemExit(f"lark-cards: configuration error: {error}") from None
         except (LarkAPIError, OSError) as error:
             log.error("lark-cards: cannot serve: %s", error)
             return False
         finally:
             if runner is not None:
                 await runner.cleanup()  # first stop acking: an acked event is never dropped
+            for task in keeping:  # the leader lease is given up at once
+                task.cancel()
+            await asyncio.gather(*keeping, return_exceptions=True)
             await self._drain()
             await delivery.close()
             await client.close()
-            self.client = self.delivery = None
+            if self.intake is not None:
+                await self.intake.close()
+            self.client = self.delivery = self.intake = None
+            identifiers.uninstall(self.identities)
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
 
-    async def _start_server(self) -> web.AppRunner:
-        dedup = TTLSet(self.settings.dedup_ttl, self.settings.dedup_max_entries)
+    async def _start_server(self, intake: Intake) -> web.AppRunner:
         app = create_app(
             self.settings,
             self.inbound.dispatch,
-            dedup=dedup,
+            dedup=intake,
             respond=self.inbound.answer,
             busy=self.inbound.busy,
         )
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port)
-        await site.start()
+        # Request deadline, keep-alive, connection cap and quiet logs: transport/server.py.
+        runner = await start_server(app, self.settings.host, self.settings.port)
         log.info(
             "Listening for Feishu events on http://%s:%d%s",
             self.settings.host,
@@ -164,21 +187,54 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         return [signal.SIGINT, signal.SIGTERM]
 
     async def _drain(self) -> None:
-        """Let acked events reach Errbot and pending sends finish, within one bounded time;
-        then cancel what is left. Sends started meanwhile (answers to those events) are
-        waited for too, until the deadline."""
+        """Finish acknowledged work within ``shutdown_timeout``: acked events reach Errbot,
+        running commands end, their answers are sent. What the deadline cuts off is named,
+        one ERROR line each: a command still running, a send still pending (cancelled)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
+        if self.intake is not None and self.intake.durable:
+            self.inbound.pause()  # queued events wait in the inbox for the next start
         await self.inbound.drain(self.settings.shutdown_timeout)
-        while pending := self.bridge.pending():
+        while (pending := self.bridge.pending()) or self._running_commands():
             remaining = deadline - loop.time()
             if remaining <= 0:
+                for where, command in self._running_commands():
+                    log.error(
+                        "Shutdown cut off %r in %s: its answers may be missing", command, where
+                    )
                 for task in pending:
-                    task.cancel()
-                log.warning("Dropped %d send(s) still pending at shutdown", len(pending))
+                    task.cancel()  # each is named by its own ERROR line (bridge)
                 return
-            log.info("Waiting for %d pending send(s)", len(pending))
-            await asyncio.wait(pending, timeout=remaining)
+            if pending:
+                log.info("Waiting for %d pending send(s)", len(pending))
+                await asyncio.wait(pending, timeout=min(remaining, COMMAND_POLL))
+            else:
+                await asyncio.sleep(min(remaining, COMMAND_POLL))
+
+    def _execute_and_send(
+        self, cmd: str, args: Any, match: Any, msg: Message, template_name: str | None = None
+    ) -> None:
+        """Errbot runs every command here, on its thread pool; tracked so a shutdown waits
+        for running commands and names the ones it has to cut off."""
+        token = object()
+        with self._commands_lock:
+            self._commands[token] = (str(msg.to), msg.body)
+        try:
+            super()._execute_and_send(cmd, args, match, msg, template_name)
+        finally:
+            with self._commands_lock:
+                del self._commands[token]
+
+    def _handled(self, event_id: str) -> None:
+        if (intake := self.intake) is not None:
+            intake.handled(event_id)
+
+    def _data_dir(self) -> str:
+        return str(getattr(self.bot_config, "BOT_DATA_DIR", None) or ".")
+
+    def _running_commands(self) -> list[tuple[str, str]]:
+        with self._commands_lock:
+            return list(self._commands.values())
 
     def shutdown(self) -> None:
         self.request_stop()
@@ -247,6 +303,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         if private and not msg.is_direct:
             reply.parent = None  # the reply API would answer in the group, not privately
         reply.extras["reply_in_thread"] = threaded
+        reply.extras[CAUSED_BY] = cause_of(msg)  # kept without a parent: idempotent uuids
         return reply
 
     def prefix_groupchat_reply(self, message: Message, identifier: Person) -> None:

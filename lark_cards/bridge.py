@@ -76,13 +76,14 @@ class LoopBridge:
             raise
 
     def submit_send(self, coro: Coroutine[Any, Any, Any], to: Any) -> None:
-        """Fire and forget a send; a failure is one ERROR line naming the recipient."""
+        """Fire and forget a send; a failure is one ERROR line naming the recipient (``to``:
+        the chat, and the command answered when there is one)."""
         try:
             future = self.submit(coro)
         except NotConnectedError as error:
             log.error("Cannot send to %s: %s", to, error)
             return
-        future.add_done_callback(lambda done: _log_failure(done, to))
+        report_failure(future, to)
 
     def pending(self) -> set[asyncio.Task[Any]]:
         """Tasks submitted and not finished yet (on the loop)."""
@@ -105,8 +106,13 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def report_failure(future: concurrent.futures.Future[Any], to: Any) -> None:
+    """When ``future`` (a send) fails or is cancelled, say so in one ERROR line naming ``to``."""
+    future.add_done_callback(lambda done: _log_failure(done, to))
+
+
 def _log_failure(future: concurrent.futures.Future[Any], to: Any) -> None:
     if future.cancelled():
-        log.warning("A send to %s was cancelled at shutdown", to)
+        log.error("A send to %s was cancelled at shutdown: it was not delivered", to)
     elif (error := future.exception()) is not None:
-        log.error("Sending to %s failed: %s", to, error)
+        log.error("Gave up sending to %s: %s", to, error)

@@ -5,8 +5,9 @@ storage and compare by id. Profile data Feishu does not put in events (full name
 name) is fetched lazily through the ``Identities`` that built the identifier (the backend's,
 holding its profile cache and room operations), and cached there — never in a constructor, so
 building identifiers costs no API calls (err-backend-slackv3 issue #56: network I/O in
-``SlackPerson.__init__``). An identifier made without one (``LarkRoom("oc_…")`` in a test, or
-unpickled from plugin storage) reads only what it carries and refuses room changes.
+``SlackPerson.__init__``). An identifier made without one (a plugin's ``LarkRoom("oc_…")``, or
+one unpickled from plugin storage) asks the connected backend's (:func:`install`), and with
+none connected reads only what it carries and refuses room changes.
 
 Text forms (``str()`` round-trips through ``build_identifier``)::
 
@@ -127,7 +128,7 @@ class LarkPerson(Person):
         self._open_id = open_id
         self._name = name or None
         self._chat_id = chat_id
-        self._identities = identities or OFFLINE
+        self._identities = identities
 
     @property
     def open_id(self) -> str:
@@ -151,11 +152,13 @@ class LarkPerson(Person):
 
     @property
     def fullname(self) -> str:
-        return str(self._identities.directory.user(self._open_id).get("name") or self._name or "")
+        return str(
+            bound(self._identities).directory.user(self._open_id).get("name") or self._name or ""
+        )
 
     @property
     def email(self) -> str:
-        return str(self._identities.directory.user(self._open_id).get("email") or "")
+        return str(bound(self._identities).directory.user(self._open_id).get("email") or "")
 
     def _key(self) -> tuple[str, ...]:
         return ("person", self._open_id)
@@ -166,7 +169,7 @@ class LarkPerson(Person):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._identities = OFFLINE
+        self._identities = None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LarkPerson) and self._key() == other._key()
@@ -195,16 +198,17 @@ class LarkRoom(Room):
             raise ValueError("a LarkRoom needs a chat_id")
         self._chat_id = chat_id
         self._name = name or None
-        self._identities = identities or OFFLINE
+        self._identities = identities
 
     @property
-    def identities(self) -> Identities:
-        """Who answers this room's questions (occupants built from it share it)."""
+    def identities(self) -> Identities | None:
+        """Who answers this room's questions (occupants built from it share it); None for a
+        room no backend built, which then asks the running backend's (``install``)."""
         return self._identities
 
     @property
     def ops(self) -> RoomOperations:
-        return self._identities.rooms
+        return bound(self._identities).rooms
 
     __getstate__ = LarkPerson.__getstate__
     __setstate__ = LarkPerson.__setstate__
@@ -215,7 +219,9 @@ class LarkRoom(Room):
 
     @property
     def name(self) -> str:
-        return self._name or str(self._identities.directory.chat(self._chat_id).get("name") or "")
+        return self._name or str(
+            bound(self._identities).directory.chat(self._chat_id).get("name") or ""
+        )
 
     @property
     def aclattr(self) -> str:
@@ -320,8 +326,28 @@ class Identities:
         return parse_identifier(text, self)
 
 
-# What identifiers made outside a backend use: no lookups, no room changes.
+# What identifiers made outside a backend use while none runs: no lookups, no room changes.
 OFFLINE = Identities()
+_running: list[Identities] = []  # the backend's, while it is connected
+
+
+def install(identities: Identities) -> None:
+    """Let identifiers no backend built — a plugin's ``LarkRoom("oc_…")``, one unpickled from
+    plugin storage — reach this backend's profile cache and room operations while it is
+    connected. The one process-wide hook, set at connect and removed by :func:`uninstall`."""
+    _running.append(identities)
+
+
+def uninstall(identities: Identities) -> None:
+    if identities in _running:
+        _running.remove(identities)
+
+
+def bound(identities: Identities | None) -> Identities:
+    """The identities an identifier asks: its own, else the running backend's, else none."""
+    if identities is not None:
+        return identities
+    return _running[-1] if _running else OFFLINE
 
 
 def parse_identifier(text: str, identities: Identities = OFFLINE) -> LarkPerson | LarkRoom:

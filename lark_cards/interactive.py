@@ -10,10 +10,11 @@ the clicker may run it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["BUTTON_STYLES", "button", "buttons_row", "with_buttons"]
+__all__ = ["BUTTON_STYLES", "REPLACE_CARD", "ReplaceCard", "button", "buttons_row", "with_buttons"]
 
 # §5.5 button ``type`` values.
 BUTTON_STYLES = frozenset(
@@ -79,3 +80,36 @@ def with_buttons(card: Mapping[str, Any], buttons: Sequence[Mapping[str, Any]]) 
     body = dict(card.get("body") or {})
     body["elements"] = [*body.get("elements", []), buttons_row(*buttons)]
     return {**card, "body": body}
+
+
+class ReplaceCard:
+    """A clicked card that the command's first answer may replace, once.
+
+    Set on the click's message by the inbound side (only when the button asked for it and
+    Errbot's filters would let the clicker run the command: a refusal must never wipe a card
+    others still need); claimed by the delivery of the first card answer. Later answers to
+    the same click go under the card. Thread-safe: answers may be sent from several threads.
+    """
+
+    def __init__(self, card_message_id: str) -> None:
+        self.card_message_id = card_message_id
+        self._claimed = False
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        """True for the first caller only."""
+        with self._lock:
+            claimed, self._claimed = self._claimed, True
+            return not claimed
+
+    def __repr__(self) -> str:
+        return f"ReplaceCard({self.card_message_id!r}, claimed={self._claimed})"
+
+
+# The key under which a click's message carries its ReplaceCard (msg.extras).
+REPLACE_CARD = "replace_card"
+
+
+# The key under which a click's message carries its ReplaceCard (msg.extras): set by the
+# inbound side, read by the delivery of the answer.
+REPLACE_CARD = "replace_card"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from errbot.backends.base import Card, Identifier, Message, Stream
 
-from lark_cards.api.files import download_resource
+from lark_cards.api.files import DOWNLOAD_DEADLINE, TRANSFER_TIMEOUT, download_resource
 from lark_cards.outbound import CardRef, Progress
 
 if TYPE_CHECKING:
@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from lark_cards.api.reactions import ReactionBook
     from lark_cards.bridge import LoopBridge
     from lark_cards.identifiers import LarkPerson
+    from lark_cards.inbound.intake import Intake
     from lark_cards.outbound import Outbox
 
-# Downloads may be 100 MB: longer than the bridge's default wait for a JSON call.
-DOWNLOAD_WAIT = 130.0
+# Downloads may be 100 MB and are retried: the wait covers their whole retry budget.
+DOWNLOAD_WAIT = DOWNLOAD_DEADLINE + TRANSFER_TIMEOUT + 15.0
 
 
 class PluginAPI:
@@ -35,6 +36,7 @@ class PluginAPI:
     if TYPE_CHECKING:
         bot_identifier: LarkPerson
         bridge: LoopBridge
+        intake: Intake | None
         outbox: Outbox
         reaction_book: ReactionBook
 
@@ -109,6 +111,13 @@ class PluginAPI:
         """Errbot's file sending: images go as image messages, other files as file messages
         (uploaded to ``im/v1/images`` / ``im/v1/files``); returns the Errbot ``Stream``."""
         return self.outbox.send_stream(user, fsource, name, size, stream_type)
+
+    def is_leader(self) -> bool:
+        """Whether this instance should run plugins' background work (pollers, schedules)
+        when several share one app and one ``state_url``: check it each time the work
+        fires, and skip it when False. One instance alone is always the leader."""
+        intake = self.intake
+        return intake is not None and intake.leadership.is_leader()
 
     def add_reaction(self, msg: Message, reaction: str) -> None:
         """React to ``msg`` with a Feishu emoji type (``"THUMBSUP"``, ``"DONE"``, …)."""

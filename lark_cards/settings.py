@@ -6,11 +6,16 @@ instead of surfacing later as a 401 from Feishu or a traceback deep inside aioht
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from lark_cards.state.url import parse_state_url
+
+log = logging.getLogger(__name__)
 
 DOMAINS = {
     "feishu": "https://open.feishu.cn",
@@ -42,13 +47,18 @@ class Settings:
     path: str = "/lark/events"
     # LARK_CARDS options (transport and delivery).
     max_body_bytes: int = 1 << 20
-    replay_window: float | None = 300.0
+    # Feishu does not document whether a retry is signed anew, so a signed timestamp may be as
+    # old as the whole retry ladder: a retry must never be refused for its age. Replays inside
+    # the window are stopped by the durable claim on the event (kept at least as long).
+    replay_window: float | None = DEFAULT_DEDUP_TTL
     dedup_ttl: float = DEFAULT_DEDUP_TTL
     dedup_max_entries: int = 100_000
     chat_qps: float = 5.0
-    app_qps: float = 50.0
+    # Feishu allows 50 sends/s per app (§4.4); 45 leaves room for its clock and ours to
+    # disagree about where a second starts.
+    app_qps: float = 45.0
     request_timeout: float = 10.0
-    max_retries: int = 4
+    send_deadline: float = 600.0
     shutdown_timeout: float = 10.0
     # LARK_CARDS options (rendering).
     render_mode: str = "card"
@@ -58,6 +68,8 @@ class Settings:
     max_tables: int = 5
     table_page_size: int = 10
     upload_images: bool = True
+    # LARK_CARDS options (state): None = SQLite in BOT_DATA_DIR; may carry a Redis password.
+    state_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: Any) -> Settings:
@@ -69,7 +81,9 @@ class Settings:
         options = {} if options is None else options
         if not isinstance(options, Mapping):
             raise ConfigError("LARK_CARDS must be a dict when it is set")
-        return cls(**_identity(identity), **_options(options))
+        options = dict(options)
+        state_url = options.pop("state_url", None)
+        return cls(**_identity(identity), **_options(options), state_url=_state_url(state_url))
 
 
 _IDENTITY_KEYS = {
@@ -91,7 +105,7 @@ _OPTION_KEYS = {
     "chat_qps": float,
     "app_qps": float,
     "request_timeout": float,
-    "max_retries": int,
+    "send_deadline": float,
     "shutdown_timeout": float,
     "max_card_bytes": int,
     "max_components": int,
@@ -133,9 +147,20 @@ def _identity(identity: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _without_retired(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Keys an earlier version took, dropped with a warning: an upgrade must not stop the bot."""
+    if "max_retries" not in options:
+        return options
+    log.warning(
+        "LARK_CARDS['max_retries'] is no longer used: sends are retried until "
+        "LARK_CARDS['send_deadline'] (default 600 s) has passed"
+    )
+    return {key: value for key, value in options.items() if key != "max_retries"}
+
+
 def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, value in options.items():
+    for key, value in _without_retired(options).items():
         if key == "replay_window" and value in (None, 0):
             values[key] = None
         elif key in _OPTION_KEYS:
@@ -159,6 +184,13 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     if not 1 <= values.get("table_page_size", 10) <= 10:
         raise ConfigError("LARK_CARDS['table_page_size'] must be from 1 to 10 (Feishu's limit)")
     return values
+
+
+def _state_url(value: Any) -> str | None:
+    try:
+        return parse_state_url(value).url
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _text(identity: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from api_fakes import BASE, TOKEN_BODY, TOKEN_URL
+from outbox_wiring import Wiring
 from yarl import URL
 
 from lark_cards.api.client import LarkClient
@@ -130,3 +131,42 @@ def processes() -> Iterator[Processes]:
     yield started
     for process in started.started:
         started.stop(process)
+
+
+@pytest.fixture
+def wired(loop: asyncio.AbstractEventLoop) -> Iterator[Wiring]:
+    """The outgoing side on the ``loop`` thread, sending to a FakeOpenAPI."""
+    wiring = Wiring(loop)
+    yield wiring
+    wiring.outbox.close()
+
+
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``redis_servers(password=None)`` starts a real ``redis-server`` on a free loopback port
+    (``tests/redis_server.py``) and returns it; all are stopped at teardown. The test is
+    skipped, saying why, where the binary is not installed."""
+    from redis_server import RedisServer
+
+    started: list[RedisServer] = []
+
+    def start(password: str | None = None) -> RedisServer:
+        directory = tmp_path / f"redis-{len(started)}"
+        directory.mkdir()
+        try:
+            server = RedisServer(directory, password=password)
+        except FileNotFoundError as error:
+            pytest.skip(f"redis-server not installed: {error}")
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_servers: Callable[..., Any]) -> Any:
+    """One real ``redis-server`` (see ``redis_servers``), stopped at teardown."""
+    return redis_servers()

@@ -28,10 +28,12 @@ FIXTURE_NAMES = (
 # The token in every fixture; tests configure the app with it.
 TOKEN = "rvaYgkPtXGbKvXLbHQVnSgJwlmuTvfBM"
 ENCRYPT_KEY = "test-encrypt-key"
+# The app every fixture is addressed to (header.app_id); the webhook refuses other apps' events.
+APP_ID = "cli_9f5343c580712544"
 NOW = 1_700_000_000  # wall-clock seconds the tests pin the app's clock to
 # An app configured like a production one (Encrypt Key + token), and a token-only one.
 ENCRYPTED = Settings(
-    app_id="cli_test", app_secret="s", verification_token=TOKEN, encrypt_key=ENCRYPT_KEY
+    app_id=APP_ID, app_secret="s", verification_token=TOKEN, encrypt_key=ENCRYPT_KEY
 )
 PLAIN = replace(ENCRYPTED, encrypt_key=None)
 EVENTS_PATH = ENCRYPTED.path  # the default POST route

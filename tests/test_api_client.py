@@ -231,17 +231,39 @@ async def test_jitter_is_added_to_the_backoff(
     assert fake.sleeps == [1.25]
 
 
-async def test_retries_exhausted_raise_last_error_with_capped_backoff(
+async def test_retries_end_at_the_deadline_with_the_last_error_and_capped_backoff(
     m: aioresponses, fake: FakeTime, started: Callable[..., Awaitable[LarkClient]]
 ) -> None:
-    c = await started(max_retries=7)
+    c = await started(send_deadline=100)
     token_ok(m)
     send_fails(m, 230020, "frequency limit", repeat=True)
     with pytest.raises(LarkAPIError) as info:
         await c.send_message(CHAT, "text", {"text": "hi"})
     assert info.value.code == 230020
+    # 91 s of waits; one more 30 s would end past the 100 s deadline: given up instead.
     assert fake.sleeps == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert len(calls(m, "POST", SEND_URL)) == 8
+
+
+async def test_a_send_is_retried_for_ten_minutes_by_default(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    send_fails(m, 0, "bad gateway", status=502, repeat=True)
+    with pytest.raises(LarkAPIError):
+        await client.send_message(CHAT, "text", {"text": "hi"})
+    assert 570 < sum(fake.sleeps) <= 600  # retried until the next wait would pass 10 min
+    assert len(calls(m, "POST", SEND_URL)) == len(fake.sleeps) + 1
+
+
+async def test_look_ups_give_up_sooner_than_sends(
+    m: aioresponses, client: LarkClient, fake: FakeTime
+) -> None:
+    token_ok(m)
+    m.get(f"{BASE}/open-apis/im/v1/chats/oc_1", status=503, body="busy", repeat=True)
+    with pytest.raises(LarkAPIError):
+        await chats.chat_info(client, "oc_1")
+    assert sum(fake.sleeps) <= 30  # a plugin thread is waiting on a look-up
 
 
 async def test_network_errors_exhausted_raise_code_minus_one(
@@ -253,7 +275,7 @@ async def test_network_errors_exhausted_raise_code_minus_one(
         await client.send_message(CHAT, "text", {"text": "hi"})
     assert info.value.code == -1
     assert isinstance(info.value.__cause__, aiohttp.ClientConnectionError)
-    assert len(calls(m, "POST", SEND_URL)) == 5  # 1 + max_retries (4)
+    assert len(calls(m, "POST", SEND_URL)) == len(fake.sleeps) + 1 > 5
 
 
 async def test_non_retryable_code_raises_immediately(
@@ -449,6 +471,11 @@ async def test_paginate_follows_tokens_and_stops_on_a_repeated_one(
     m.get(url, payload={"code": 0, "data": {"items": [2], "has_more": True, "page_token": "p2"}})
     items = [item async for item in client.paginate("/open-apis/im/v1/chats", page_size=7)]
     assert items == [1, 2]  # the second page repeated its token: the walk ends there
+    m.get(url, payload={"code": 0, "data": {"items": [3], "has_more": True, "page_token": "A"}})
+    m.get(url, payload={"code": 0, "data": {"items": [4], "has_more": True, "page_token": "B"}})
+    m.get(url, payload={"code": 0, "data": {"items": [5], "has_more": True, "page_token": "A"}})
+    items = [item async for item in client.paginate("/open-apis/im/v1/chats")]
+    assert items == [3, 4, 5]  # A → B → A: a cycle, not a longer list
     queries = [dict(u.query) for (_, u), _ in m.requests.items() if u.path.endswith("/chats")]
     assert {"page_size": "7", "page_token": "p2"} in queries
 

@@ -14,6 +14,7 @@ from errbot.backends.base import Message
 from errbot_config import BOT_OPEN_ID, errbot_config, offline_backend
 from feishu_payloads import envelope
 
+from lark_cards import identifiers
 from lark_cards.backend import LarkCardsBackend
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
 from lark_cards.outbound.delivery import Delivery
@@ -221,6 +222,17 @@ def test_identifiers_made_without_the_backend_make_no_calls(running):
     assert LarkPerson(ALICE).fullname == ""
     assert LarkRoom("oc_two").name == ""
     assert api_calls(running) == []
+
+
+def test_while_connected_plugin_made_and_unpickled_identifiers_reach_the_backend(running):
+    stored = pickle.loads(pickle.dumps(running.build_identifier(ALICE)))
+    identifiers.install(running.identities)  # what connecting does
+    try:
+        assert stored.fullname == "Alice Liddell"
+        assert LarkRoom("oc_two").name == "ops"  # a plugin's own LarkRoom
+    finally:
+        identifiers.uninstall(running.identities)
+    assert LarkRoom("oc_three").name == ""  # after shutdown: nobody to ask
 
 
 def test_profile_lookup_on_the_loop_thread_does_not_block(running):

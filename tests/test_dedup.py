@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from lark_cards.transport.dedup import DedupStore, TTLSet
+from lark_cards.transport.dedup import TTLSet
 
 
 class FakeClock:
@@ -23,7 +23,7 @@ def clock() -> FakeClock:
 
 
 def test_is_a_dedup_store(clock: FakeClock) -> None:
-    store: DedupStore = TTLSet(10, 10, clock=clock)
+    store = TTLSet(10, 10, clock=clock)
     assert store.seen("a") is False
 
 

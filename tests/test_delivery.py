@@ -10,74 +10,23 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from api_fakes import Call, FakeOpenAPI
 from errbot.backends.base import Card, Message
+from outbox_wiring import Wiring
 
 from lark_cards.api.errors import LarkAPIError
-from lark_cards.api.images import ImageUploader
-from lark_cards.bridge import LoopBridge
 from lark_cards.identifiers import LarkPerson, LarkRoom
-from lark_cards.outbound import Outbox
+from lark_cards.interactive import REPLACE_CARD, ReplaceCard
 from lark_cards.outbound.delivery import Delivery
-from lark_cards.outbound.target import REPLACE_CARD, ReplaceCard, target_of
+from lark_cards.outbound.target import target_of
 from lark_cards.render import Outgoing, RenderOptions
 
 ROOM = LarkRoom("oc_room")
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 IMAGE_URL = "https://images.example.com/graph.png"
-
-
-class Wiring:
-    """A fake Open Platform, the delivery path on a loop thread, and the thread-side door."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.fake = FakeOpenAPI()
-
-        async def fetch(url: str) -> bytes:
-            return PNG
-
-        uploader = ImageUploader(self.fake, fetch=fetch)
-        self.delivery = Delivery(self.fake, RenderOptions(), uploader=uploader)
-        self.bridge = LoopBridge()
-        self.bridge.attach(loop)
-        self.outbox = Outbox(self.bridge, lambda: self.delivery, progress_rate=50.0)
-
-    def hold(self, method: str, path: str) -> Callable[[], None]:
-        """Hold a route; returns the function that lets it go."""
-        gate = self._on_loop(lambda: self.fake.hold(method, path))
-        return lambda: self.loop.call_soon_threadsafe(gate.set)
-
-    def _on_loop(self, make: Callable[[], Any]) -> Any:
-        async def run() -> Any:
-            return make()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
-
-    def messages(self, count: int, timeout: float = 5.0) -> list[Call]:
-        """Wait until ``count`` messages were created or PATCHed; return them."""
-        deadline = time.monotonic() + timeout
-        while len(self.fake.messages()) < count:
-            assert time.monotonic() < deadline, f"only {self.fake.messages()} arrived"
-            time.sleep(0.01)
-        return self.fake.messages()
-
-    def quiet(self, count: int) -> None:
-        """Give a message that could overtake the chance to; none beyond ``count`` arrived."""
-        time.sleep(0.2)
-        assert len(self.fake.messages()) == count
-
-
-@pytest.fixture
-def wired(loop: asyncio.AbstractEventLoop) -> Iterator[Wiring]:
-    wiring = Wiring(loop)
-    yield wiring
-    wiring.outbox.close()
 
 
 def reply(text: str, to: Any = ROOM) -> Message:
@@ -145,11 +94,41 @@ def test_progress_updates_and_the_final_state_keep_their_place(wired: Wiring) ->
     assert shows(calls[3], "done")
 
 
-def test_a_direct_chat_is_one_turn_whether_addressed_by_person_or_chat(wired: Wiring) -> None:
-    person = LarkPerson("ou_alice", chat_id="oc_p2p_alice")
+def test_a_progress_state_set_before_a_message_shows_before_it(wired: Wiring) -> None:
+    progress = wired.outbox.progress(reply(""), "step 0")
+    progress.update("step 1")
+    wired.outbox.send_reply(reply("line A"))
+    progress.update("step 2")
+    progress.finish("done")
+    calls = wired.messages(4)
+    shown = [(c.method, json.dumps(c.content, ensure_ascii=False)) for c in calls]
+    order = [next(w for w in ("step 0", "step 1", "line A", "step 2", "done") if w in t)
+             for _, t in shown]  # fmt: skip
+    # "step 2" is skipped: the card's final state comes right after it, with nothing between.
+    assert order == ["step 0", "step 1", "line A", "done"]
+    assert [method for method, _ in shown] == ["POST", "PATCH", "POST", "PATCH"]
+    wired.quiet(4)
+
+
+def test_only_a_commands_reply_takes_the_clicked_cards_place(wired: Wiring) -> None:
+    clicked = Message("!approve", to=ROOM, extras={"message_id": "om_card", "chat_id": "oc_room"})
+    clicked.extras[REPLACE_CARD] = ReplaceCard("om_card")
+    wired.outbox.progress(Message("", to=ROOM, parent=clicked), "working").finish("ok")
+    ref = wired.outbox.send_updatable(ROOM, "a card of its own", clicked)
+    assert ref.message_id != "om_card"
+    wired.outbox.send_reply(Message("approved", to=ROOM, parent=clicked))
+    calls = wired.messages(4)
+    assert [c.method for c in calls] == ["POST", "PATCH", "POST", "PATCH"]
+    assert calls[0].path.endswith("/om_card/reply")  # the progress card goes under the card
+    assert calls[3].path == "/open-apis/im/v1/messages/om_card"  # the reply replaces it
+
+
+def test_a_direct_chat_is_one_turn_however_the_person_is_addressed(wired: Wiring) -> None:
+    by_open_id = LarkPerson("ou_alice")  # build_identifier("ou_alice"), a private answer
+    in_their_chat = LarkPerson("ou_alice", chat_id="oc_p2p_alice")  # from a message there
     release = wired.hold("POST", "/open-apis/im/v1/files")
-    wired.outbox.send_stream(person, io.BytesIO(b"log lines"), "build.log")
-    wired.outbox.send_reply(reply("see the log", to=person))
+    wired.outbox.send_stream(by_open_id, io.BytesIO(b"log lines"), "build.log")
+    wired.outbox.send_reply(reply("see the log", to=in_their_chat))
     wired.quiet(0)
     release()
     file_msg, text = wired.messages(2)

@@ -93,7 +93,9 @@ def m(api_mock: aioresponses) -> aioresponses:
 
 @pytest.fixture
 async def client() -> AsyncIterator[LarkClient]:
-    c = LarkClient(app_id="cli_test", app_secret="s3cret", base_url=BASE, max_retries=0)
+    c = LarkClient(
+        app_id="cli_test", app_secret="s3cret", base_url=BASE, send_deadline=0, request_deadline=0
+    )
     await c.start()
     yield c
     await c.close()

@@ -15,7 +15,7 @@ from inbound_fakes import ALICE, GROUP, P2P, FakeBot, chat_modes, count_click_pa
 
 from lark_cards.identifiers import LarkPerson
 from lark_cards.inbound import INBOUND_BACKLOG, Inbound
-from lark_cards.outbound.target import REPLACE_CARD, ReplaceCard
+from lark_cards.interactive import REPLACE_CARD, ReplaceCard
 from lark_cards.transport.envelope import (
     CARD_ACTION,
     MEMBER_EVENTS,

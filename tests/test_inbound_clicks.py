@@ -33,8 +33,8 @@ from lark_cards.inbound.clicks import (
     toast_for,
 )
 from lark_cards.inbound.events import CardAction, parse_card_action
+from lark_cards.interactive import REPLACE_CARD, ReplaceCard
 from lark_cards.outbound import target_of
-from lark_cards.outbound.target import REPLACE_CARD, ReplaceCard
 from lark_cards.transport.envelope import EventError
 
 BOT = LarkPerson("ou_bot00000000000000000000000000000", name="ChatOps Bot")

@@ -293,11 +293,10 @@ def question(backend: LarkCardsBackend, name: str) -> Message:
 def test_target_of_a_reply_in_a_p2p_chat(backend):
     asked = question(backend, "p2p_text")
     target = target_of(backend.build_reply(asked, "ok"))
-    p2p_chat = asked.extras["chat_id"]
     assert target == Target(
         receive_id=SENDER,
         receive_id_type="open_id",
-        chat_key=p2p_chat,
+        chat_key=f"p2p:{SENDER}",
         reply_to=asked.extras["message_id"],
         reply_in_thread=False,
     )
@@ -327,7 +326,7 @@ def test_target_of_a_private_reply_to_a_group_message(backend):
     target = target_of(backend.build_reply(asked, "psst", private=True))
     # not under the group message (that would answer in the group): a new message to the person
     assert target == Target(
-        receive_id=SENDER, receive_id_type="open_id", chat_key=SENDER, reply_to=None
+        receive_id=SENDER, receive_id_type="open_id", chat_key=f"p2p:{SENDER}", reply_to=None
     )
 
 
@@ -356,8 +355,8 @@ def test_target_of_a_message_to_another_chat_is_not_a_reply(backend):
     ("to", "expected"),
     [
         (LarkRoom(GROUP), (GROUP, "chat_id", GROUP)),
-        (LarkPerson(ALICE), (ALICE, "open_id", ALICE)),
-        (LarkPerson(ALICE, chat_id="oc_p2p"), (ALICE, "open_id", "oc_p2p")),
+        (LarkPerson(ALICE), (ALICE, "open_id", f"p2p:{ALICE}")),
+        (LarkPerson(ALICE, chat_id="oc_p2p"), (ALICE, "open_id", f"p2p:{ALICE}")),
         (LarkRoomOccupant(ALICE, LarkRoom(GROUP)), (GROUP, "chat_id", GROUP)),
     ],
 )
@@ -400,11 +399,10 @@ async def test_sends_to_a_person_and_replies_in_their_direct_chat_share_its_pace
     """Addressed by open_id or answered under a question, a direct chat is one chat for the
     5-a-second limit (and one turn, tests/test_delivery.py)."""
     asked = question(backend, "p2p_text")
-    p2p_chat = asked.extras["chat_id"]
-    person = LarkPerson(SENDER, chat_id=p2p_chat)
+    person = backend.build_identifier(SENDER)  # no chat id: built from the open_id alone
     to_person = target_of(Message("update", frm=backend.bot_identifier, to=person))
     reply = target_of(backend.build_reply(asked, "ok"))
-    assert (to_person.chat_key, reply.chat_key) == (p2p_chat, p2p_chat)
+    assert to_person.chat_key == reply.chat_key == f"p2p:{SENDER}"
     fake = fake_api()
     for n in range(3):
         for target in (to_person, reply):

@@ -550,6 +550,24 @@ def test_auto_mode_sends_anything_with_markdown_as_cards(text):
     assert all(item.content["schema"] == "2.0" for item in items)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<at user_id="all" 1>所有人</ at>',  # not HTML to the markdown parser: stays "plain"
+        "ping < at user_id=all>everyone</at>",
+        '<AT user_id="ou_ceo">boss</AT> look',
+    ],
+)
+def test_auto_mode_text_messages_never_carry_a_live_mention(text):
+    items = render_reply(text, options=AUTO)
+    for item in items:
+        body = item.content.get("body")  # a card's summary is plain text, never parsed
+        shown = item.content["text"] if item.msg_type == "text" else json.dumps(body)
+        assert not re.search(r"<\s*/?\s*at\b", shown, re.IGNORECASE)
+    texts = [item.content["text"] for item in items if item.msg_type == "text"]
+    assert all(t.replace("\u2060", "") == text for t in texts)  # shown as typed
+
+
 def test_card_mode_is_the_default_and_sends_even_plain_text_as_a_card():
     [item] = render_reply("hello world")
     assert item.msg_type == "interactive"

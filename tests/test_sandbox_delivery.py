@@ -108,7 +108,9 @@ async def _push(
     """One message event (Alice's, in the group) pushed by ``Deliverer(bot.url, **options)``
     until acked or given up: the closed deliverer and the event."""
     deliverer = Deliverer(bot.url, **options)
-    payload = message_envelope("!help", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN)
+    payload = message_envelope(
+        "!help", chat_id=GROUP_CHAT, sender_open_id=ALICE, token=TOKEN, app_id=bot.settings.app_id
+    )
     try:
         await deliverer.push(payload, on_attempt)
     finally:

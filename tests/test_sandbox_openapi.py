@@ -346,7 +346,7 @@ async def test_users_chats_and_members(api: Api):
 
 
 async def test_the_client_gets_the_card_rejection_code_and_does_not_retry_it(api: Api):
-    client = LarkClient(app_id="cli_test", app_secret=SECRET, base_url=api.base, max_retries=3)
+    client = LarkClient(app_id="cli_test", app_secret=SECRET, base_url=api.base)
     await client.start()
     try:
         with pytest.raises(LarkAPIError) as raised:

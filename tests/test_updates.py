@@ -100,10 +100,21 @@ def progress_parts(
     return fake, delivery, card
 
 
+TICKETS = itertools.count(1)  # the chat's order, as Outbox.run hands it out (0: the start)
+
+
+def show(card: AsyncProgress, delivery: Delivery, text: str) -> asyncio.Task[None]:
+    """``Progress.update(text)``: the state takes the chat's next ticket, then its turn."""
+    ticket = next(TICKETS)
+    card.queued(ticket)
+    return asyncio.create_task(card.show(delivery, ticket, text))
+
+
 async def finish(time: FakeTime, card: AsyncProgress, delivery: Delivery, text: str) -> None:
     """``Progress.finish(text)``: the final state, with time moving until it is delivered."""
-    card.note(text)
-    finishing = asyncio.create_task(card.finish(delivery))
+    ticket = next(TICKETS)
+    card.queued(ticket)
+    finishing = asyncio.create_task(card.finish(delivery, ticket, text))
     while not finishing.done():
         await time.advance(0.1)
     await finishing
@@ -112,11 +123,10 @@ async def finish(time: FakeTime, card: AsyncProgress, delivery: Delivery, text: 
 async def test_progress_coalesces_many_updates_and_ends_in_the_final_state() -> None:
     time = FakeTime()
     fake, delivery, card = progress_parts(time, rate=2.0)
-    await card.start(delivery)
+    await card.start(delivery, 0)
     shows = []
     for step in range(100):  # 100 updates over 5 seconds, each asking for a PATCH
-        card.note(f"step {step}")
-        shows.append(asyncio.create_task(card.show(delivery)))
+        shows.append(show(card, delivery, f"step {step}"))
         await time.advance(0.05)
     await finish(time, card, delivery, "all done")
     await asyncio.gather(*shows)
@@ -134,7 +144,7 @@ async def test_a_final_state_longer_than_one_card_continues_in_new_cards() -> No
     time = FakeTime()
     options = RenderOptions(budget=Budget(max_bytes=3000, margin=0))
     fake, delivery, card = progress_parts(time, options=options)
-    await card.start(delivery)
+    await card.start(delivery, 0)
     final = "\n\n".join(f"paragraph {n} " + "word " * 100 for n in range(10))
     await finish(time, card, delivery, final)
     [patched] = patches(fake)
@@ -149,12 +159,10 @@ async def test_when_patching_fails_the_final_state_is_sent_anew() -> None:
     time = FakeTime()
     fake, delivery, card = progress_parts(time)
     refuse_patches(fake)
-    await card.start(delivery)
-    card.note("step 1")
-    showing = asyncio.create_task(card.show(delivery))
+    await card.start(delivery, 0)
+    showing = show(card, delivery, "step 1")
     await time.advance(1)
     await showing
-    card.note("step 2")
     await finish(time, card, delivery, "done")
     assert [call.method for call in fake.messages()] == ["POST", "PATCH", "POST"]
     assert text_of(fake.messages()[-1].content) == "done"
@@ -165,9 +173,8 @@ async def test_when_the_first_card_cannot_be_sent_the_final_state_still_is() -> 
     fake, delivery, card = progress_parts(time)
     refused = iter([230002])  # the bot is not in the chat yet; it is added before the end
     fake.refuse(lambda _: next(refused, None))
-    await card.start(delivery)
-    card.note("step 1")
-    await card.show(delivery)
+    await card.start(delivery, 0)
+    await show(card, delivery, "step 1")
     await finish(time, card, delivery, "done")
     assert [text_of(call.content) for call in fake.delivered()] == ["done"]
 

@@ -1,19 +1,12 @@
 """Async Feishu Open API client: tenant token cache, retries, rate limits — one request path.
 
-Everything that has to be right for a bot that posts under load lives here once:
-- the tenant token is cached, refreshed early and fetched by one caller at a time (§3);
-- transient failures are retried with backoff, reusing the message ``uuid`` so a retry can
-  never post twice (§4.1, §4.4);
-- sends are paced to Feishu's per-app and per-chat limits, card updates to the per-message
-  limit (§4.3, §4.4).
-Per-chat *order* is not kept here but by the one delivery path (``lark_cards.outbound``),
-which holds a chat's turn for a whole send, retries and fallbacks included.
-
-Every call, JSON or binary, goes through :meth:`LarkClient._request` — the one place that
-touches the network (gidgethub's ``_request`` seam): tests replace it with a fake Open
-Platform instead of faking each endpoint. Section numbers (``§x.y``) refer to
-docs/feishu-platform.md. Clock, sleep and jitter are injected so the tests run instantly on
-a fake clock.
+Here once: the tenant token (``api.token``, §3); transient failures retried with capped,
+jittered backoff until a deadline, reusing the message ``uuid`` so a retry never posts twice
+(§4.1, §4.4); sends paced to the per-app and per-chat limits, card updates per message (§4.3).
+Per-chat *order* is kept by the delivery path (``lark_cards.outbound``), which holds a chat's
+turn for a whole send, retries included. Every call goes through :meth:`LarkClient._request`,
+the one place that touches the network (gidgethub's seam): tests replace it with a fake Open
+Platform. ``§x.y`` is docs/feishu-platform.md; clock, sleep and jitter are injected.
 """
 
 from __future__ import annotations
@@ -53,22 +46,31 @@ MESSAGES_PATH = "/open-apis/im/v1/messages"  # §4.1, §4.2
 
 MAX_UUID_LEN = 50  # §4.1
 PATCH_QPS = 5.0  # §4.3: card updates, per message
+# How long a failing call keeps being retried (capped, jittered backoff) before it is given
+# up. A message is Errbot's answer to someone: worth ten minutes of Feishu trouble, and its
+# chat waits meanwhile (order is kept). A look-up blocks a plugin thread: half a minute.
+SEND_DEADLINE = 600.0
+REQUEST_DEADLINE = 30.0
+MAX_PAGES = 1000  # 100,000 chats or members at 100 a page: more than any bot is in
 MAX_JSON_BYTES = 16 * 1024 * 1024  # no Open API JSON answer is near this; a body past it is cut
 # Never log bodies, params or headers: they carry the app secret, tokens and message content.
 _ATTEMPT_LOG = "Feishu %s %s -> code %s (log_id %s, attempt %d)"
 
 
+Form = Callable[[], aiohttp.FormData]
+
+
 @dataclasses.dataclass(frozen=True)
 class Call:
-    """One Open API request as the retry loop re-sends it. ``data`` is re-sent as-is: file
-    contents must be ``bytes`` so every attempt reads them again. ``binary_limit`` set: the
-    answer is bytes (a download), returned as ``{"raw": …}``."""
+    """One Open API request as the retry loop re-sends it. ``data`` (a multipart upload) is
+    a function making the form, called per attempt: aiohttp sends a form once. With
+    ``binary_limit`` set the answer is bytes (a download), returned as ``{"raw": …}``."""
 
     method: str
     path: str
     params: Mapping[str, Any] | None = None
     json_body: Any = None
-    data: aiohttp.FormData | None = None
+    data: Form | None = None
     timeout: aiohttp.ClientTimeout | None = None  # replaces the session's, per attempt
     binary_limit: int | None = None
 
@@ -84,19 +86,21 @@ class LarkClient:
         base_url: str,
         timeout: float = 10.0,
         chat_qps: float = 5.0,
-        app_qps: float = 50.0,
-        max_retries: int = 4,
+        app_qps: float = 45.0,
+        send_deadline: float = SEND_DEADLINE,
+        request_deadline: float = REQUEST_DEADLINE,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        if send_deadline < 0 or request_deadline < 0:
+            raise ValueError("deadlines must be >= 0")
         self._app_id = app_id
         self._app_secret = app_secret
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
-        self._max_retries = max_retries
+        self._send_deadline = send_deadline
+        self._request_deadline = request_deadline
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
@@ -120,7 +124,7 @@ class LarkClient:
             timeout=settings.request_timeout,
             chat_qps=settings.chat_qps,
             app_qps=settings.app_qps,
-            max_retries=settings.max_retries,
+            send_deadline=settings.send_deadline,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -158,14 +162,21 @@ class LarkClient:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
-        data: aiohttp.FormData | None = None,
+        data: Form | None = None,
         auth: bool = True,
         timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 - aiohttp applies it
+        deadline: float | None = None,
     ) -> dict[str, Any]:
         """Call ``path`` with retries; return the whole body (``code == 0``) or raise.
-        ``timeout`` replaces the session's for each attempt (uploads need longer)."""
+        ``timeout`` replaces the session's for each attempt (uploads need longer);
+        ``deadline`` bounds the retries (``send_deadline`` for what a message needs)."""
         call = Call(method, path, params=params, json_body=json, data=data, timeout=timeout)
-        return await self._call(call, auth=auth)
+        return await self._call(call, auth=auth, deadline=deadline)
+
+    @property
+    def send_deadline(self) -> float:
+        """How long a message (and the upload it carries) is retried before it is given up."""
+        return self._send_deadline
 
     async def request_bytes(
         self,
@@ -175,15 +186,13 @@ class LarkClient:
         params: dict[str, Any] | None = None,
         max_bytes: int,
         timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 - aiohttp applies it
+        deadline: float | None = None,
     ) -> bytes:
-        """Call ``path`` for a binary body (downloads), with the same token and retries.
-
-        Feishu answers errors as JSON ``{"code": ≠0, "msg": …}`` even with HTTP 200, so such
-        a body raises :class:`LarkAPIError`; a JSON *file* (no such code) is data. A body over
-        ``max_bytes`` raises ``ValueError``.
-        """
+        """Call ``path`` for a binary body (downloads), with the same token and retries. An
+        error answered as JSON raises :class:`LarkAPIError` (``errors.is_error_body``); a
+        body over ``max_bytes`` raises ``ValueError``."""
         call = Call(method, path, params=params, timeout=timeout, binary_limit=max_bytes)
-        body = await self._call(call)
+        body = await self._call(call, deadline=deadline)
         raw: bytes = body["raw"]
         if len(raw) > max_bytes:
             raise ValueError(f"resource larger than {max_bytes} bytes")
@@ -194,18 +203,21 @@ class LarkClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Every item of a paginated list (``page_token`` / ``has_more``), page by page.
 
-        A server that hands back the page token it was given would loop us forever; that
-        ends the listing instead.
+        A server that hands back a page token it gave before would loop us forever: the
+        listing ends there instead, and after ``MAX_PAGES`` pages in any case.
         """
         query: dict[str, Any] = {**(params or {}), "page_size": page_size}
-        while True:
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
             data = (await self.request("GET", path, params=query)).get("data") or {}
             for item in data.get("items") or ():
                 yield item
             token = data.get("page_token")
-            if not data.get("has_more") or not token or token == query.get("page_token"):
+            if not data.get("has_more") or not token or token in seen:
                 return
+            seen.add(token)
             query = {**query, "page_token": token}
+        log.warning("Feishu GET %s: stopped after %d pages", path, MAX_PAGES)
 
     async def _call(
         self,
@@ -214,10 +226,14 @@ class LarkClient:
         auth: bool = True,
         chat: str | None = None,
         patched: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
-        """The retry loop. With ``chat`` set, every attempt is paced by the app and per-chat
-        limiters, because Feishu counts retries against the same limits (§4.4); ``patched``
-        paces a card update by its message."""
+        """The retry loop: transient failures are retried with capped, jittered backoff
+        until ``deadline`` seconds have passed (the request deadline by default); then the
+        last error is raised. With ``chat`` set, every attempt is paced by the app and
+        per-chat limiters, because Feishu counts retries against the same limits (§4.4);
+        ``patched`` paces a card update by its message."""
+        give_up_at = self._clock() + (self._request_deadline if deadline is None else deadline)
         retries = 0
         token_refetched = False
         while True:
@@ -245,12 +261,12 @@ class LarkClient:
                 error = LarkAPIError(NO_FEISHU_CODE, f"network error: {detail}")
                 error.__cause__ = exc
                 wait = backoff(retries, self._jitter)
-            if wait is None or retries >= self._max_retries:
+            if wait is None or self._clock() + wait > give_up_at:
                 raise error
             retries += 1
             log.warning(
-                "Feishu %s %s failed (code %s, log_id %s); retry %d/%d in %.1f s",
-                call.method, call.path, error.code, error.log_id, retries, self._max_retries, wait,
+                "Feishu %s %s failed (code %s, log_id %s); retry %d in %.1f s",
+                call.method, call.path, error.code, error.log_id, retries, wait,
             )  # fmt: skip
             await self._sleep(wait)
 
@@ -261,7 +277,7 @@ class LarkClient:
             self._base_url + call.path,
             params=call.params,
             json_body=call.json_body,
-            data=call.data,
+            data=call.data() if call.data is not None else None,
             headers=headers,
             timeout=call.timeout,
             max_bytes=call.binary_limit if call.binary_limit is not None else MAX_JSON_BYTES,
@@ -313,11 +329,8 @@ class LarkClient:
         uuid: str | None = None,
         chat_key: str | None = None,
     ) -> dict[str, Any]:
-        """Create a message; returns ``data`` (``message_id``, ``chat_id``, ...).
-
-        ``chat_key`` names the conversation for ordering and the 5 QPS limit when it differs
-        from ``receive_id`` (a person's open_id for their direct chat with the bot), so new
-        messages and replies into one chat share one turn and one rate window."""
+        """Create a message; returns ``data`` (``message_id``, …). ``chat_key`` names the
+        conversation for the 5 QPS window when it is not ``receive_id`` (a direct chat)."""
         body = {
             "receive_id": receive_id,
             "msg_type": msg_type,
@@ -326,7 +339,7 @@ class LarkClient:
         }
         params = {"receive_id_type": receive_id_type}
         call = Call("POST", MESSAGES_PATH, params=params, json_body=body)
-        resp = await self._call(call, chat=chat_key or receive_id)
+        resp = await self._call(call, chat=chat_key or receive_id, deadline=self._send_deadline)
         return resp.get("data") or {}
 
     async def reply_message(
@@ -347,7 +360,7 @@ class LarkClient:
             "uuid": _check_uuid(uuid),
         }
         call = Call("POST", f"{MESSAGES_PATH}/{_seg(message_id)}/reply", json_body=body)
-        resp = await self._call(call, chat=chat_id)
+        resp = await self._call(call, chat=chat_id, deadline=self._send_deadline)
         return resp.get("data") or {}
 
     async def update_message(self, message_id: str, card: Mapping[str, Any]) -> None:
@@ -355,7 +368,7 @@ class LarkClient:
         always shared; a 1.0 card needs ``config.update_multi`` in both versions."""
         body = {"content": json.dumps(card, ensure_ascii=False)}
         call = Call("PATCH", f"{MESSAGES_PATH}/{_seg(message_id)}", json_body=body)
-        await self._call(call, patched=message_id)
+        await self._call(call, patched=message_id, deadline=self._send_deadline)
 
 
 async def read_limited(content: aiohttp.StreamReader, max_bytes: int) -> bytes:

@@ -26,6 +26,9 @@ MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
 # One upload or download attempt (the client's own timeout, 10 s, is meant for JSON calls):
 # 30 MB in two minutes needs ~2 Mbit/s.
 TRANSFER_TIMEOUT = 120.0
+# A download is waited for by a plugin thread: retries may start within two minutes, so with
+# one last slow attempt the answer comes within DOWNLOAD_DEADLINE + TRANSFER_TIMEOUT.
+DOWNLOAD_DEADLINE = 120.0
 
 _FILE_TYPES = {
     ".pdf": "pdf",
@@ -61,12 +64,17 @@ async def upload_file(client: LarkClient, data: bytes, name: str, kind: str | No
     """Upload a non-image file; returns its ``file_key``."""
     if not data or len(data) > MAX_FILE_BYTES:
         raise ValueError(f"file of {len(data)} bytes (Feishu takes 1 B to 30 MB)")
-    form = aiohttp.FormData()
-    form.add_field("file_type", kind or file_type(name))
-    form.add_field("file_name", name)
-    form.add_field("file", data, filename=name, content_type="application/octet-stream")
+
+    def form() -> aiohttp.FormData:
+        made = aiohttp.FormData()
+        made.add_field("file_type", kind or file_type(name))
+        made.add_field("file_name", name)
+        made.add_field("file", data, filename=name, content_type="application/octet-stream")
+        return made
+
+    timeout = aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
     body = await client.request(
-        "POST", FILES_PATH, data=form, timeout=aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
+        "POST", FILES_PATH, data=form, timeout=timeout, deadline=client.send_deadline
     )
     key = (body.get("data") or {}).get("file_key")
     if not isinstance(key, str) or not key:
@@ -95,4 +103,5 @@ async def download_resource(
         params={"type": kind},
         max_bytes=max_bytes,
         timeout=aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT),
+        deadline=DOWNLOAD_DEADLINE,
     )

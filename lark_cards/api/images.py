@@ -166,18 +166,29 @@ class ImageUploader:
             self._cache.popitem(last=False)
         return key
 
-    async def upload(self, data: bytes, filename: str = "image") -> str:
-        """Upload image bytes as a message image; return its ``img_`` key."""
+    async def upload(
+        self, data: bytes, filename: str = "image", *, deadline: float | None = None
+    ) -> str:
+        """Upload image bytes as a message image; return its ``img_`` key. ``deadline``
+        bounds the retries: an image that *is* the message gets the send deadline; one
+        inside a reply only the request deadline (it can stay a link)."""
         if not data or len(data) > MAX_IMAGE_BYTES:
             raise ImageRefused(f"image of {len(data)} bytes (Feishu takes 1 B to 10 MB)")
-        form = aiohttp.FormData()
-        form.add_field("image_type", "message")
-        form.add_field("image", data, filename=filename, content_type="application/octet-stream")
+
+        def form() -> aiohttp.FormData:
+            made = aiohttp.FormData()
+            made.add_field("image_type", "message")
+            made.add_field(
+                "image", data, filename=filename, content_type="application/octet-stream"
+            )
+            return made
+
         body = await self._client.request(
             "POST",
             "/open-apis/im/v1/images",
             data=form,
             timeout=aiohttp.ClientTimeout(total=UPLOAD_TIMEOUT),
+            deadline=deadline,
         )
         key = (body.get("data") or {}).get("image_key")
         if not isinstance(key, str) or not key.startswith("img_"):

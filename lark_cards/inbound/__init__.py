@@ -47,7 +47,7 @@ from lark_cards.inbound.room_events import (
     parse_member_change,
     parse_reaction_change,
 )
-from lark_cards.outbound.target import REPLACE_CARD
+from lark_cards.interactive import REPLACE_CARD
 from lark_cards.settings import Settings
 from lark_cards.transport.envelope import (
     CARD_ACTION,
@@ -107,9 +107,18 @@ class Route(Generic[R]):
 class Inbound:
     """Routes verified envelopes to Errbot, in arrival order, on one worker thread."""
 
-    def __init__(self, bot: InboundBot, *, backlog: int = INBOUND_BACKLOG) -> None:
+    def __init__(
+        self,
+        bot: InboundBot,
+        *,
+        backlog: int = INBOUND_BACKLOG,
+        on_handled: Callable[[str], None] | None = None,
+    ) -> None:
         self._bot = bot
         self._limit = backlog
+        # Told each event id once it reached Errbot (or can never): the inbox forgets it.
+        self._on_handled = on_handled or (lambda event_id: None)
+        self._paused = False
         self._queued = 0  # dispatched but not yet handled: the loop counts up, the worker down
         self._lock = threading.Lock()
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lark-in")
@@ -158,6 +167,12 @@ class Inbound:
         await asyncio.wait([flushed], timeout=timeout)
         if not flushed.done():
             log.warning("%d inbound event(s) had not reached Errbot in time", self._queued)
+
+    def pause(self) -> None:
+        """Hand no more queued events to Errbot (a stop with a durable inbox: they wait in
+        the state store for the next start, or another instance, instead of racing the
+        shutdown deadline). The event being handled now finishes."""
+        self._paused = True
 
     def close(self) -> None:
         """Stop the worker; events still queued are dropped (Feishu retries unacked ones)."""

@@ -27,7 +27,7 @@ from errbot.backends.base import Message
 from lark_cards.identifiers import Identities, LarkPerson
 from lark_cards.inbound.events import CardAction, parse_card_action
 from lark_cards.inbound.messages import addressed
-from lark_cards.outbound.target import REPLACE_CARD, ReplaceCard
+from lark_cards.interactive import REPLACE_CARD, ReplaceCard
 from lark_cards.transport.envelope import Envelope, EventError
 
 TOAST_COMMAND_CHARS = 60  # a toast is one short line on a phone

@@ -13,12 +13,14 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 from errbot.backends.base import Card, Identifier, Message, Stream
 
-from lark_cards.bridge import LoopBridge
+from lark_cards.bridge import LoopBridge, report_failure
 from lark_cards.interactive import with_buttons
 from lark_cards.outbound.cards import (
     PROGRESS_RATE,
@@ -26,12 +28,14 @@ from lark_cards.outbound.cards import (
     AsyncProgress,
     CardExpiredError,
     CardRef,
+    OnTicket,
     Progress,
+    Work,
     render_cards,
 )
-from lark_cards.outbound.delivery import Compose, Delivery, Sent
+from lark_cards.outbound.delivery import Compose, Delivery
 from lark_cards.outbound.files import UPLOAD_TIMEOUT, StreamReader, settle
-from lark_cards.outbound.target import Target, target_of
+from lark_cards.outbound.target import Target, reply_cause, target_of
 from lark_cards.render import Outgoing, parse, render_card, render_reply, render_template
 
 __all__ = ["CardExpiredError", "CardRef", "Delivery", "Outbox", "Progress", "Target", "target_of"]
@@ -57,6 +61,9 @@ class Outbox:
         self._progress_rate = progress_rate
         self._upload_timeout = upload_timeout
         self._streams = StreamReader()
+        self._answers = KeyedCounter()  # per question: the answers so far (uuid seeds)
+        self._tickets = KeyedCounter()  # per chat: the place of each send in its order
+        self._order = threading.Lock()
 
     # -- fire and forget -------------------------------------------------------------------
 
@@ -73,7 +80,7 @@ class Outbox:
                 )
             )
 
-        self._send(msg, compose)
+        self._send(msg, compose, may_replace=True)
 
     def send_card(self, card: Card) -> None:
         """Errbot's ``send_card`` as a native card (header, fields, image, body)."""
@@ -104,7 +111,7 @@ class Outbox:
         values = dict(context)
 
         async def compose(delivery: Delivery) -> list[Outgoing]:
-            card = render_template(template, values, delivery.options)
+            card = await asyncio.to_thread(render_template, template, values, delivery.options)
             return [Outgoing("interactive", card)]
 
         self._send(msg, compose)
@@ -141,7 +148,7 @@ class Outbox:
 
     def progress(self, reply: Message, text: str) -> Progress:
         """A progress card where ``reply`` (a ``build_reply`` message) would go."""
-        card = AsyncProgress(target_of(reply), text, rate=self._progress_rate)
+        card = AsyncProgress(self._target(reply), text, rate=self._progress_rate)
         return Progress(self.run, card, text)
 
     def send_stream(
@@ -155,11 +162,12 @@ class Outbox:
         in_reply_to: Message | None = None,
     ) -> Stream:
         """Errbot's ``send_stream_request``: the ``Stream`` at once, the file in order."""
-        target = target_of(Message(to=to, parent=in_reply_to))  # a bad identifier: now
+        target = self._target(Message(to=to, parent=in_reply_to))  # a bad identifier: now
         stream, compose, read = self._streams.open(to, fsource, name, size, stream_type)
+        limit = self._upload_timeout
         try:
-            sent = self._bridge.submit(
-                self._deliver(target, compose, time_limit=self._upload_timeout)
+            _, sent = self.run(
+                target.chat_key, lambda d, _: d.deliver(target, compose, time_limit=limit)
             )
         except RuntimeError as error:
             read.cancel()  # not connected: no need to read the file
@@ -169,38 +177,94 @@ class Outbox:
         return stream
 
     def run(
-        self, work: Callable[[Delivery], Coroutine[Any, Any, T]]
-    ) -> concurrent.futures.Future[T]:
-        """Run ``work(delivery)`` on the loop; a future of its result, returned at once."""
+        self,
+        chat_key: str,
+        work: Work[T],
+        on_ticket: OnTicket | None = None,
+    ) -> tuple[int, concurrent.futures.Future[T]]:
+        """Give ``work`` its place in ``chat_key``'s order now and run ``work(delivery,
+        ticket)`` on the loop; returns the ticket (one number per message or update to the
+        chat, in call order) and a future of the result at once. ``on_ticket`` hears the
+        ticket before the work can start. Every send of this Outbox comes through here, under
+        one lock, so ticket order is submission order is the chat's order."""
+        with self._order:
+            ticket = self._tickets.next(chat_key)
+            if on_ticket is not None:
+                on_ticket(ticket)
 
-        async def with_delivery() -> T:
-            return await work(self._delivery())
+            async def with_delivery() -> T:
+                return await work(self._delivery(), ticket)
 
-        return self._bridge.submit(with_delivery())
+            return ticket, self._bridge.submit(with_delivery())
 
     def close(self) -> None:
         self._streams.close()
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _send(self, msg: Message | Card, compose: Compose) -> None:
+    def _target(self, msg: Message | Card, *, may_replace: bool = False) -> Target:
+        """Where ``msg`` goes, and — for an answer — its uuid seed: the question plus the
+        answer's place among that command's answers, counted as the plugin sends them. Only
+        a command's reply may take a clicked card's place; cards a plugin sends on purpose
+        (progress, updatable, buttons, templates) go under it."""
+        target = target_of(msg)
+        if not may_replace and target.replace is not None:
+            target = dataclasses.replace(target, replace=None)
+        cause = reply_cause(msg)
+        if cause is None:
+            return target
+        return dataclasses.replace(target, uuid_seed=f"{cause}#{self._answers.next(cause)}")
+
+    def _send(self, msg: Message | Card, compose: Compose, *, may_replace: bool = False) -> None:
         try:
-            target = target_of(msg)
+            target = self._target(msg, may_replace=may_replace)
         except ValueError as error:
             log.error("Cannot send to %s: %s", msg.to, error)
             return
-        self._bridge.submit_send(self._deliver(target, compose), msg.to)
+        try:
+            _, sent = self.run(
+                target.chat_key, lambda delivery, _: delivery.deliver(target, compose)
+            )
+        except RuntimeError as error:  # not connected
+            log.error("Cannot send to %s: %s", describe(msg), error)
+            return
+        report_failure(sent, describe(msg))
 
     def _send_card_ref(self, msg: Message, compose: Compose) -> CardRef:
-        target = target_of(msg)
+        target = self._target(msg)
 
-        async def send(delivery: Delivery) -> AsyncCard:
+        async def send(delivery: Delivery, ticket: int) -> AsyncCard:
             sent = await delivery.deliver(target, compose)
             return AsyncCard.of(sent[-1], target.chat_key)
 
-        return CardRef(self.run, target.chat_key, self.run(send))
+        _, sent = self.run(target.chat_key, send)
+        return CardRef(self.run, target.chat_key, sent)
 
-    async def _deliver(
-        self, target: Target, compose: Compose, *, time_limit: float | None = None
-    ) -> list[Sent]:
-        return await self._delivery().deliver(target, compose, time_limit=time_limit)
+
+def describe(msg: Message | Card) -> str:
+    """What a message is, for the one ERROR line when it cannot be delivered: the chat and
+    the command it answers (never its content)."""
+    parent = msg.parent
+    if parent is not None and parent.body:
+        command = parent.body if len(parent.body) <= 60 else parent.body[:59] + "…"
+        return f"{msg.to} (the answer to {command!r})"
+    return str(msg.to)
+
+
+class KeyedCounter:
+    """A count per key (a question's answers, a chat's sends); thread-safe and bounded: a key
+    idle while 10,000 newer ones were counted restarts at 0, harmless for both uses."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def next(self, key: str) -> int:
+        with self._lock:
+            count = self._counts.get(key, 0)
+            self._counts[key] = count + 1
+            self._counts.move_to_end(key)
+            while len(self._counts) > self._max_entries:
+                self._counts.popitem(last=False)
+            return count

@@ -27,12 +27,19 @@ from lark_cards.render import Outgoing, RenderOptions, render_reply
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Runs ``work(delivery)`` on the loop with the connected Delivery; returns at once.
-Run = Callable[[Callable[[Delivery], Coroutine[Any, Any, T]]], "concurrent.futures.Future[T]"]
+# ``Outbox.run``: gives ``work`` its place in a chat's order now (its ticket, one number per
+# message or update to that chat, in call order), runs ``work(delivery, ticket)`` on the loop.
+# ``on_ticket`` hears the ticket before the work can start.
+Work = Callable[[Delivery, int], Coroutine[Any, Any, T]]
+OnTicket = Callable[[int], None]
+Run = Callable[[str, Work[T], "OnTicket | None"], "tuple[int, concurrent.futures.Future[T]]"]
 
 UPDATE_WINDOW = 14 * 86400.0  # §4.3: only cards sent in the last 14 days can be updated
 PROGRESS_RATE = 2.0  # PATCHes/s of a progress card: leaves room under the 5/s for others
-WAIT_TIMEOUT = 30.0  # how long a plugin thread waits for a send or the final state
+# How long a plugin thread waits for a card's send or final state: the send itself is bounded
+# (the client's send deadline), and waiting less would report a delivery that still comes.
+WAIT_TIMEOUT = 900.0
+TURN_WAIT = 30.0  # an update waits this long, in its turn, for its card's earlier send
 
 
 class CardExpiredError(Exception):
@@ -114,26 +121,28 @@ class CardRef:
     def _update(
         self, build: Callable[[RenderOptions], Coroutine[Any, Any, Mapping[str, Any]]]
     ) -> concurrent.futures.Future[None]:
-        async def work(delivery: Delivery) -> None:
+        async def work(delivery: Delivery, ticket: int) -> None:
             async with delivery.turn(self._chat_key):
-                card = await asyncio.wrap_future(self._sent)  # sent in an earlier turn
+                async with asyncio.timeout(TURN_WAIT):  # sent in an earlier turn: done or soon
+                    card = await asyncio.wrap_future(self._sent)
                 await card.update(delivery, await build(delivery.options))
 
-        future: concurrent.futures.Future[None] = self._run(work)
+        _, future = self._run(self._chat_key, work, None)
         future.add_done_callback(_log_failure)  # seen even when the plugin ignores the future
         return future
 
 
 class AsyncProgress:
-    """One card showing the latest of many states, at most ``rate`` PATCHes per second.
+    """One card showing a command's progress, at most ``rate`` PATCHes per second.
 
-    ``note`` (any thread) only records the newest state; each :meth:`show` — one per
-    ``Progress.update``, each in its chat turn — PATCHes whatever is newest when the pace
-    allows, or nothing when a previous one already showed it: 100 updates in a second cost
-    ``rate`` PATCHes, not 100. :meth:`finish` always delivers the final state: PATCHed in; if
-    it needs more than one card, the rest follow as new messages; if the card cannot be
-    PATCHed (never sent, rejected, expired) the final state is sent anew. Images in progress
-    text are not uploaded: they show as links.
+    Every state takes its place in the chat's order when the plugin sets it (its ticket), so
+    a state set before a message shows before that message. States set back to back, with no
+    other message to the chat between them, coalesce: a state whose very next ticket is a
+    newer state of this card is skipped, so 100 updates in a second cost ``rate`` PATCHes, not
+    100. :meth:`finish` always delivers the final state: PATCHed in; if it needs more than one
+    card, the rest follow as new messages; if the card cannot be PATCHed (never sent,
+    rejected, expired) the final state is sent anew. Images in progress text are not
+    uploaded: they show as links.
     """
 
     def __init__(
@@ -147,53 +156,55 @@ class AsyncProgress:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self._target = target
+        self.target = target
         self._interval = 1.0 / rate
         self._monotonic, self._sleep = monotonic, sleep
         self._first = text
-        self._latest = text
         self._shown: str | None = None
         self._card: AsyncCard | None = None
         self._next_at = 0.0
+        self._queued: set[int] = set()  # tickets of this card's states still to come
 
-    def note(self, text: str) -> None:
-        """Record the newest state (a plain assignment: safe from any thread)."""
-        self._latest = text
+    def queued(self, ticket: int) -> None:
+        """Note that ``ticket`` (taken on a plugin thread, before its work can run) is a
+        state of this card."""
+        self._queued.add(ticket)
 
-    async def start(self, delivery: Delivery) -> None:
-        """Send the card with its first state (later ones are PATCHed in as usual)."""
-        async with delivery.turn(self._target.chat_key):
+    async def start(self, delivery: Delivery, ticket: int) -> None:
+        """Send the card with its first state (later ones are PATCHed in)."""
+        async with delivery.turn(self.target.chat_key):
             text = self._first
             try:
                 first = (await render_cards(text, delivery.options))[0]
-                sent = await delivery.send_items(self._target, [first])
-                self._card = AsyncCard.of(sent[0], self._target.chat_key)
+                sent = await delivery.send_items(self.target, [first])
+                self._card = AsyncCard.of(sent[0], self.target.chat_key)
                 self._shown = text
                 self._next_at = self._monotonic() + self._interval
             except Exception as error:
                 log.warning("Progress card could not be sent (%s); the final state will be", error)
 
-    async def show(self, delivery: Delivery) -> None:
-        """Show the newest state, if no earlier call has (in the chat's turn)."""
-        async with delivery.turn(self._target.chat_key):
-            await self._show(delivery)
+    async def show(self, delivery: Delivery, ticket: int, text: str) -> None:
+        """Show ``text`` in the chat's turn, unless a newer state of the card comes next."""
+        async with delivery.turn(self.target.chat_key):
+            self._queued.discard(ticket)
+            if ticket + 1 not in self._queued:
+                await self._show(delivery, text)
 
-    async def finish(self, delivery: Delivery) -> list[Sent]:
-        """Deliver the final state (the newest noted); returns once sent."""
-        async with delivery.turn(self._target.chat_key):
-            await self._show(delivery)
-            final = await render_cards(self._latest, delivery.options)
-            shown = self._card is not None and self._shown == self._latest
-            rest = final[1:] if shown else final
-            return await delivery.send_items(self._target, rest) if rest else []
+    async def finish(self, delivery: Delivery, ticket: int, text: str) -> list[Sent]:
+        """Deliver the final state ``text``; returns once sent."""
+        async with delivery.turn(self.target.chat_key):
+            self._queued.discard(ticket)
+            await self._show(delivery, text)
+            final = await render_cards(text, delivery.options)
+            rest = final[1:] if self._card is not None and self._shown == text else final
+            return await delivery.send_items(self.target, rest) if rest else []
 
-    async def _show(self, delivery: Delivery) -> None:
-        if self._card is None or self._latest == self._shown:
+    async def _show(self, delivery: Delivery, text: str) -> None:
+        if self._card is None or text == self._shown:
             return
         wait = self._next_at - self._monotonic()
         if wait > 0:
             await self._sleep(wait)
-        text = self._latest  # the newest, also if it changed while we waited
         try:
             first = (await render_cards(text, delivery.options))[0]
             await self._card.update(delivery, first.content)
@@ -218,30 +229,43 @@ class Progress:
         self._run, self._card = run, card
         self._last = text
         self._done = False
-        run(card.start).add_done_callback(_log_failure)
+        _, started = run(card.target.chat_key, card.start, None)
+        started.add_done_callback(_log_failure)
 
     def update(self, text: str) -> None:
         if self._done:
             raise RuntimeError("this progress card is finished")
         self._last = text
-        self._card.note(text)
-        self._run(self._card.show).add_done_callback(_log_failure)
+        shown = self._state(lambda delivery, ticket: self._card.show(delivery, ticket, text))
+        shown.add_done_callback(_log_failure)
 
-    def finish(self, text: str | None = None, timeout: float = WAIT_TIMEOUT) -> None:
+    def finish(self, text: str | None = None, timeout: float | None = WAIT_TIMEOUT) -> None:
+        """Deliver the final state (``text``, else the last one set) and wait until it is."""
         if self._done:
             return
         self._done = True
-        if text is not None:
-            self._card.note(text)
-        self._run(self._card.finish).result(timeout)
+        final = self._last if text is None else text
+        self._state(lambda delivery, ticket: self._card.finish(delivery, ticket, final)).result(
+            timeout
+        )
+
+    def _state(self, work: Work[Any]) -> concurrent.futures.Future[Any]:
+        _, future = self._run(self._card.target.chat_key, work, self._card.queued)
+        return future
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: Any, tb: Any) -> None:
-        self.finish(None if error is None else f"{self._last}\n\n**Failed:** {error}")
+        final = None if error is None else f"{self._last}\n\n**Failed:** {error}"
+        try:
+            self.finish(final)
+        except Exception as failure:  # never hide the block's own exception behind ours
+            log.error("Progress card's final state was not delivered: %s", failure)
 
 
 def _log_failure(future: concurrent.futures.Future[Any]) -> None:
-    if not future.cancelled() and (error := future.exception()) is not None:
+    if future.cancelled():
+        log.error("Sending or updating a card was cancelled at shutdown: it was not delivered")
+    elif (error := future.exception()) is not None:
         log.error("Sending or updating a card failed: %s", error)

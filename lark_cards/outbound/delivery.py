@@ -22,6 +22,7 @@ Pacing, retries, the token and the ``uuid`` each send reuses across its retries 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # What a message is made of, computed inside its chat's turn (uploads, rendering).
 Compose = Callable[["Delivery"], Awaitable[list[Outgoing]]]
 Sent = dict[str, Any]  # Feishu's ``data`` for a created message (``message_id``, …)
+COMPOSE_TIME = 60.0  # uploads and rendering of one answer, beyond its sends' own deadline
 
 
 class Delivery:
@@ -72,8 +74,11 @@ class Delivery:
         """In the target chat's turn: compose the messages, then send them in order.
 
         ``time_limit`` bounds the whole of it once the turn is held (files: a plugin is told
-        "failed" and the file must not arrive later); ``TimeoutError`` then.
+        "failed" and the file must not arrive later); ``TimeoutError`` then. By default the
+        client's send deadline and a minute for composing: no chat waits forever.
         """
+        if time_limit is None:
+            time_limit = self.client.send_deadline + COMPOSE_TIME
         async with self.turn(target.chat_key):
             async with asyncio.timeout(time_limit):
                 return await self.send_items(target, await compose(self))
@@ -88,8 +93,8 @@ class Delivery:
             if await self._replaced(replace.card_message_id, items[0]):
                 sent.append({"message_id": replace.card_message_id})
                 items = items[1:]
-        for item in items:
-            sent += await self._send_with_fallback(target, item, attempt=0)
+        for index, item in enumerate(items, start=len(sent)):
+            sent += await self._send_with_fallback(target, item, path=str(index))
         return sent
 
     async def image_keys(self, markdown: str | SyntaxTreeNode) -> Mapping[str, str]:
@@ -115,34 +120,44 @@ class Delivery:
             return False
         return True
 
-    async def _send_with_fallback(
-        self, target: Target, item: Outgoing, *, attempt: int
-    ) -> list[Sent]:
+    async def _send_with_fallback(self, target: Target, item: Outgoing, *, path: str) -> list[Sent]:
+        """Send ``item``; ``path`` names it among the answer's messages ("2", its fallbacks
+        "2.0", "2.1", …) so each gets its own stable uuid."""
         try:
-            return [await self._send(target, item.msg_type, item.content)]
+            return [await self._send(target, item.msg_type, item.content, uuid_for(target, path))]
         except LarkAPIError as error:
             if item.msg_type != "interactive" or error.code not in CARD_REJECTED:
                 raise
-            if attempt == 0 and item.pieces:
+            if "." not in path and item.pieces:
                 log.warning("Feishu rejected a card (%s); sending it as smaller cards", error)
-                retries = shrink(item, self.options)
+                retries = await asyncio.to_thread(shrink, item, self.options)
             else:
                 log.warning("Feishu rejected a card (%s); sending its text instead", error)
-                retries = as_text(item)
+                retries = await asyncio.to_thread(as_text, item)
             sent: list[Sent] = []
-            for retry in retries:
-                sent += await self._send_with_fallback(target, retry, attempt=attempt + 1)
+            for number, retry in enumerate(retries):
+                sent += await self._send_with_fallback(target, retry, path=f"{path}.{number}")
             return sent
 
-    async def _send(self, target: Target, msg_type: str, content: dict[str, Any]) -> Sent:
+    async def _send(
+        self, target: Target, msg_type: str, content: dict[str, Any], uuid: str | None
+    ) -> Sent:
         """The one reply-or-send decision: under the question when there is one."""
         client, chat = self.client, target.chat_key
         if target.reply_to is not None:
             thread = target.reply_in_thread
             return await client.reply_message(
-                target.reply_to, msg_type, content, chat_id=chat, reply_in_thread=thread
+                target.reply_to, msg_type, content, chat_id=chat, reply_in_thread=thread, uuid=uuid
             )
         kind = target.receive_id_type
         return await client.send_message(
-            target.receive_id, msg_type, content, receive_id_type=kind, chat_key=chat
+            target.receive_id, msg_type, content, receive_id_type=kind, chat_key=chat, uuid=uuid
         )
+
+
+def uuid_for(target: Target, path: str) -> str | None:
+    """The send's ``uuid``: derived from the target's seed, or None (a fresh one per send)
+    for a message nobody asked for. 32 hex characters, within Feishu's 50 (§4.1)."""
+    if target.uuid_seed is None:
+        return None
+    return hashlib.sha256(f"{target.uuid_seed}/{path}".encode()).hexdigest()[:32]

@@ -34,7 +34,7 @@ async def file_message(
 ) -> Outgoing:
     """Upload ``data`` and return the message that shows it."""
     if is_image(name, stream_type) and len(data) <= MAX_IMAGE_BYTES:
-        key = await delivery.uploader.upload(data, name)
+        key = await delivery.uploader.upload(data, name, deadline=delivery.client.send_deadline)
         return Outgoing("image", {"image_key": key})
     kind = file_type(name)
     key = await upload_file(delivery.client, data, name, kind)

@@ -3,13 +3,12 @@
 A reply to a message uses the reply API so it sits under the question (docs/feishu-platform.md
 §4.2) — but only when the reply lands in the question's own chat: a private answer to a group
 question is a new message to the person. ``chat_key`` names the conversation for per-chat
-order and the 5 QPS limit: a person's direct chat is keyed by its ``oc_`` chat id when known,
-so text, cards and files to that chat share one turn whichever id they were addressed by.
+order and the 5 QPS limit: a person's direct chat is keyed by the person, so text, cards and
+files to that chat share one turn whichever identifier they were addressed by.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,34 +16,29 @@ from typing import Any
 from errbot.backends.base import Message, Room
 
 from lark_cards.identifiers import LarkPerson, LarkRoom, LarkRoomOccupant
+from lark_cards.interactive import REPLACE_CARD, ReplaceCard
+
+# The key under which a reply carries what caused it (``cause_of`` its question), for replies
+# that lose their parent on the way (a private answer to a group question).
+CAUSED_BY = "caused_by"
 
 
-class ReplaceCard:
-    """A clicked card that the command's first answer may replace, once.
-
-    Set on the click's message by the inbound side (only when the button asked for it and
-    Errbot's filters would let the clicker run the command: a refusal must never wipe a card
-    others still need); claimed by the delivery of the first card answer. Later answers to
-    the same click go under the card. Thread-safe: answers may be sent from several threads.
-    """
-
-    def __init__(self, card_message_id: str) -> None:
-        self.card_message_id = card_message_id
-        self._claimed = False
-        self._lock = threading.Lock()
-
-    def claim(self) -> bool:
-        """True for the first caller only."""
-        with self._lock:
-            claimed, self._claimed = self._claimed, True
-            return not claimed
-
-    def __repr__(self) -> str:
-        return f"ReplaceCard({self.card_message_id!r}, claimed={self._claimed})"
+def cause_of(msg: Message) -> str | None:
+    """What a message the bot received is, for idempotent answers: the click's event (a
+    click's message id is the card's, shared by every click on it) or the message's id."""
+    extras: Mapping[str, Any] = msg.extras or {}
+    if extras.get("card_message_id") and extras.get("event_id"):
+        return f"click:{extras['event_id']}"
+    message_id = extras.get("message_id")
+    return f"message:{message_id}" if message_id else None
 
 
-# The key under which a click's message carries its ReplaceCard (msg.extras).
-REPLACE_CARD = "replace_card"
+def reply_cause(msg: Message) -> str | None:
+    """What ``msg`` (an outgoing message) answers, or None for a message nobody asked for."""
+    caused_by = (msg.extras or {}).get(CAUSED_BY)
+    if isinstance(caused_by, str) and caused_by:
+        return caused_by
+    return cause_of(msg.parent) if msg.parent is not None else None
 
 
 @dataclass(frozen=True)
@@ -57,17 +51,20 @@ class Target:
     reply_to: str | None = None
     reply_in_thread: bool = False
     replace: ReplaceCard | None = None  # the clicked card this reply may take the place of
+    # What the message's ``uuid``s are derived from: the question and the answer's index in
+    # the command's output. Processing the same question again (after a crash, or on another
+    # instance) then sends the same uuids, which Feishu turns into the first messages (§4.1).
+    uuid_seed: str | None = None
 
 
 def target_of(msg: Message) -> Target:
     """Where ``msg`` goes: under its parent message when that is in the same conversation."""
     receive_id, id_type = _receiver(msg.to)
-    chat_key = msg.to.client if isinstance(msg.to, LarkPerson) and msg.to.client else receive_id
     reply_to = _reply_target(msg)
     return Target(
         receive_id=receive_id,
         receive_id_type=id_type,
-        chat_key=chat_key,
+        chat_key=_chat_key(msg.to, receive_id),
         reply_to=reply_to,
         reply_in_thread=bool(msg.extras.get("reply_in_thread")),
         replace=_replace(msg, reply_to),
@@ -102,6 +99,15 @@ def _reply_target(msg: Message) -> str | None:
             and msg.to.open_id == asker
         )
     return str(message_id) if same_chat else None
+
+
+def _chat_key(to: Any, receive_id: str) -> str:
+    """A person's direct chat is keyed by the person, whether the identifier carries the
+    ``oc_`` chat id (it came from a message there) or not (``build_identifier("ou_…")``, a
+    private answer to a group question): one chat, one turn, one rate window."""
+    if isinstance(to, LarkPerson) and not isinstance(to, LarkRoomOccupant):
+        return f"p2p:{to.open_id}"
+    return receive_id
 
 
 def _receiver(identifier: Any) -> tuple[str, str]:

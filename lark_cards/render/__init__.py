@@ -40,6 +40,15 @@ __all__ = [
 ]
 
 _OPEN_ID = re.compile(r"ou_[A-Za-z0-9_-]{1,64}")
+# A text message turns ``<at user_id="…">`` into a live mention (§5.1), ``all`` included, in
+# whatever shape the markdown parser did not read as HTML (``<at user_id="all" 1>``, ``< at``).
+_MENTION_TAG = re.compile(r"<(\s*/?\s*at\b)", re.IGNORECASE)
+
+
+def quiet_mentions(text: str) -> str:
+    """``text`` with every mention tag broken by a word joiner (U+2060, invisible), so a
+    text message shows it as typed and mentions nobody — as the card path shows tags as text."""
+    return _MENTION_TAG.sub("<\u2060\\1", text)
 
 
 def render_markdown(
@@ -85,7 +94,8 @@ def render_reply(
     tree = parse(text) if tree is None else tree
     if options.mode == "auto" and is_plain(text, tree):
         prefix = f'<at user_id="{mention}"></at> ' if mention else ""
-        return [Outgoing("text", {"text": prefix + part}) for part in text_parts(text)]
+        parts = text_parts(quiet_mentions(text))
+        return [Outgoing("text", {"text": prefix + part}) for part in parts]
     return _reply_cards(tree, images, options, mention)
 
 

@@ -14,19 +14,41 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["DedupStore", "TTLSet"]
+from lark_cards.transport.envelope import Envelope, message_id_of
+
+__all__ = ["EventClaims", "MemoryClaims", "TTLSet", "dedup_keys"]
 
 
-class DedupStore(Protocol):
-    """What the transports need from a duplicate filter (in memory here; Redis could fit too)."""
+class EventClaims(Protocol):
+    """What a transport asks before it acks an event: is it new? The backend's answer is
+    the durable claim in its state store (``inbound.intake``), shared by its instances."""
 
-    def seen(self, *keys: str) -> bool:
-        """True if ANY key was recorded within the TTL; records all keys either way."""
+    async def claim(self, envelope: Envelope) -> bool:
+        """True when the event is new: it is now recorded (and this instance owns it)."""
         ...
 
 
+def dedup_keys(envelope: Envelope) -> tuple[str, ...]:
+    """The keys of an event: its id, plus the message id for received messages (§1.8)."""
+    message_id = message_id_of(envelope)
+    if message_id is None:
+        return (f"event:{envelope.event_id}",)
+    return (f"event:{envelope.event_id}", f"message:{message_id}")
+
+
+class MemoryClaims:
+    """:class:`EventClaims` in this process's memory (a :class:`TTLSet`): the webhook's
+    default when no backend gives it one (tests, tools)."""
+
+    def __init__(self, seen: TTLSet) -> None:
+        self._seen = seen
+
+    async def claim(self, envelope: Envelope) -> bool:
+        return not self._seen.seen(*dedup_keys(envelope))
+
+
 class TTLSet:
-    """An in-memory :class:`DedupStore`: keys expire after ``ttl`` seconds, at most
+    """An in-memory duplicate filter: keys expire after ``ttl`` seconds, at most
     ``max_entries`` are kept (the oldest is evicted first, so memory stays bounded under a
     flood of distinct ids).
 

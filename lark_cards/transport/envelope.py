@@ -42,12 +42,17 @@ class UrlVerification:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """The part of any callback we need before trusting it: id, type, token and the event."""
+    """The part of any callback we need before trusting it: id, type, token and the event.
+
+    ``app_id`` is the app the callback is addressed to (``header.app_id``, §1.2; schema 1.0
+    carries it in ``event.app_id``), None when the envelope does not say.
+    """
 
     event_id: str
     event_type: str
     token: str | None
     event: Mapping[str, Any]
+    app_id: str | None = None
 
 
 def parse_callback(payload: Any) -> UrlVerification | Envelope:
@@ -69,6 +74,7 @@ def parse_callback(payload: Any) -> UrlVerification | Envelope:
             event_type=req_str(header, "event_type"),
             token=opt_str(header.get("token")),
             event=event,
+            app_id=_app_id(header),
         )
     if isinstance(payload.get("uuid"), str) and isinstance(payload.get("event"), Mapping):
         # Schema 1.0 (legacy): unique id is ``uuid``, the type lives in ``event.type``.
@@ -78,8 +84,20 @@ def parse_callback(payload: Any) -> UrlVerification | Envelope:
             event_type=f"v1:{event.get('type', '')}",
             token=opt_str(payload.get("token")),
             event=event,
+            app_id=_app_id(event),
         )
     raise EventError("unknown envelope")
+
+
+def _app_id(parent: Mapping[str, Any]) -> str | None:
+    """``parent["app_id"]``: None when absent or "" (Feishu's "none"); any other non-string
+    is an EventError, so an app id we cannot compare is never taken for "not said"."""
+    value = parent.get("app_id")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise EventError("app_id is not a string")
+    return value
 
 
 def message_id_of(envelope: Envelope) -> str | None:

@@ -8,7 +8,9 @@ handler is a thin translator around it. Order, following docs/feishu-platform.md
 2. ``{"encrypt": ...}``: signature over the *raw* bytes **before** decrypting (§1.7), then
    decrypt (§1.6); unsigned bodies may only be a URL challenge, which Feishu does not sign
    (§1.1); with an Encrypt Key configured, a plain body is refused so nobody skips the signature;
-3. envelope shape, then the Verification Token in constant time (§1.5);
+3. envelope shape, then the Verification Token in constant time (§1.5), then the app: an
+   envelope naming another app in ``header.app_id`` (§1.2) is refused with a 403; envelopes
+   that name none (the URL challenge, §1.1) pass;
 4. challenge → echo it; event → dedup on event id and message id (§1.8) → 200, and dispatch
    is scheduled off the request so the 3 s ack deadline (§1.8) never waits for a command.
 5. card callbacks (``card.action.trigger``, §6.1) get the same checks, but their 200 carries a
@@ -28,17 +30,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from lark_cards.settings import Settings
-from lark_cards.transport.dedup import DedupStore, TTLSet
+from lark_cards.transport.dedup import EventClaims, MemoryClaims, TTLSet, dedup_keys
 from lark_cards.transport.envelope import (
     CARD_ACTION,
     Envelope,
     EventError,
     UrlVerification,
-    message_id_of,
     parse_callback,
 )
+from lark_cards.transport.logs import brief
 from lark_cards.transport.security import (
     BadCiphertext,
     VerificationError,
@@ -118,7 +121,16 @@ def authenticate(
         check_token(settings.verification_token, callback.token)
     except VerificationError as exc:
         raise _rejection(exc) from exc
+    _check_app(settings.app_id, callback)
     return callback
+
+
+def _check_app(app_id: str, callback: Callback) -> None:
+    """Refuse an event addressed to another app, e.g. a second app sharing our request URL
+    and credentials: its commands are not ours to run (and it must not enter dedup)."""
+    named = callback.app_id if isinstance(callback, Envelope) else None
+    if named is not None and named != app_id:
+        raise Rejected(403, "event is for another app", f"app_id {named[:64]!r} is not ours")
 
 
 def _unsigned_challenge(key: str, payload: Mapping[str, Any]) -> UrlVerification:
@@ -168,14 +180,6 @@ def _parse(payload: Mapping[str, Any]) -> Callback:
         raise Rejected(400, "not a Feishu callback", str(exc)) from exc
 
 
-def dedup_keys(envelope: Envelope) -> tuple[str, ...]:
-    """The dedup keys of an event: its id, plus the message id for received messages (§1.8)."""
-    message_id = message_id_of(envelope)
-    if message_id is None:
-        return (f"event:{envelope.event_id}",)
-    return (f"event:{envelope.event_id}", f"message:{message_id}")
-
-
 class _EventHandler:
     """The POST handler: reads the body, calls :func:`authenticate`, answers, schedules."""
 
@@ -183,7 +187,7 @@ class _EventHandler:
         self,
         settings: Settings,
         dispatch: Callable[[Envelope], None],
-        dedup: DedupStore,
+        dedup: EventClaims,
         clock: Callable[[], float],
         respond: Respond | None = None,
         busy: Callable[[], bool] | None = None,
@@ -196,11 +200,16 @@ class _EventHandler:
         self._busy = busy
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()  # over client_max_size → HTTPRequestEntityTooLarge → 413
+        try:
+            body = await request.read()  # over client_max_size → HTTPRequestEntityTooLarge → 413
+        except RequestPayloadError as exc:
+            # A body aiohttp cannot decode (bad gzip, broken chunking): the client's fault.
+            log.debug("unreadable body from %s: %s", request.remote, brief(exc))
+            return _error(400, "body could not be read")
         try:
             callback = authenticate(self._settings, body, request.headers, now=self._clock())
         except Rejected as exc:
-            level = logging.INFO if exc.status == 401 else logging.DEBUG
+            level = logging.INFO if exc.status in (401, 403) else logging.DEBUG
             log.log(level, "rejected event from %s: %s", request.remote, exc.detail)
             return _error(exc.status, exc.reason)
         if isinstance(callback, UrlVerification):
@@ -210,7 +219,11 @@ class _EventHandler:
             # later, §1.8) is taken then. 429, not a 5xx: the input is fine, we are busy.
             log.warning("inbound backlog full: event %s refused for a retry", callback.event_id)
             return _error(429, "busy, retry later")
-        duplicate = self._dedup.seen(*dedup_keys(callback))
+        try:
+            duplicate = not await self._dedup.claim(callback)
+        except Exception as error:  # the state store failed: no ack, Feishu retries later
+            log.error("cannot record event %s: %s", callback.event_id, brief(error))
+            return _error(503, "cannot record the event now, retry later")
         # The clicker waits for a card callback's body (§6.1): a retry gets the same answer,
         # since the first one may be what got lost. It is built before the dispatch below
         # runs, so ``respond`` may hand what it parsed on to ``dispatch``.
@@ -279,7 +292,7 @@ def create_app(
     settings: Settings,
     dispatch: Callable[[Envelope], None],
     *,
-    dedup: DedupStore | None = None,
+    dedup: EventClaims | None = None,
     clock: Callable[[], float] = time.time,
     respond: Respond | None = None,
     busy: Callable[[], bool] | None = None,
@@ -287,9 +300,10 @@ def create_app(
     """Build the webhook app: ``POST settings.path`` for events, ``GET /healthz``.
 
     ``dispatch`` is the backend's synchronous hand-off (it queues the envelope for a worker and
-    returns); it is called once per new event, after the ack is decided. ``dedup`` defaults to
-    an in-memory :class:`TTLSet` sized from settings (8 h TTL ≥ Feishu's 7.1 h retry window,
-    §1.8). ``clock`` is wall time because it is compared with Feishu's timestamps.
+    returns); it is called once per new event, after the ack is decided. ``dedup`` says
+    whether an event is new (the backend's durable claim); it defaults to an in-memory
+    :class:`TTLSet` sized from settings (8 h TTL ≥ Feishu's 7.1 h retry window, §1.8).
+    ``clock`` is wall time because it is compared with Feishu's timestamps.
 
     ``respond`` answers card callbacks (``card.action.trigger``): it gets every verified
     callback, retries included, and returns the JSON body Feishu shows the clicker
@@ -302,7 +316,7 @@ def create_app(
     events are answered 429 without being recorded, and Feishu delivers them again later.
     """
     if dedup is None:
-        dedup = TTLSet(settings.dedup_ttl, settings.dedup_max_entries)
+        dedup = MemoryClaims(TTLSet(settings.dedup_ttl, settings.dedup_max_entries))
     if settings.encrypt_key is None and settings.verification_token is None:
         log.warning(
             "neither encrypt_key nor verification_token is configured: "
