@@ -290,26 +290,24 @@ def question(backend: LarkCardsBackend, name: str) -> Message:
     return to_message(event, backend.bot_identifier, backend.identities)[0]
 
 
-def test_target_of_a_reply_in_a_p2p_chat(backend):
-    asked = question(backend, "p2p_text")
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("p2p_text", (SENDER, "open_id", f"p2p:{SENDER}", "om_5ce6d572455d361153b7cb51da133945")),
+        ("group_text_mentions", (GROUP, "chat_id", GROUP, "om_dc13264520392913993dd051dba21dcf")),
+    ],
+    ids=["direct chat", "group"],
+)
+def test_target_of_a_reply_goes_under_the_question(backend, fixture, expected):
+    asked = question(backend, fixture)
     target = target_of(backend.build_reply(asked, "ok"))
+    assert target.reply_to == asked.extras["message_id"]
+    receive_id, id_type, chat_key, reply_to = expected
     assert target == Target(
-        receive_id=SENDER,
-        receive_id_type="open_id",
-        chat_key=f"p2p:{SENDER}",
-        reply_to=asked.extras["message_id"],
-        reply_in_thread=False,
-    )
-
-
-def test_target_of_a_reply_in_a_group(backend):
-    asked = question(backend, "group_text_mentions")
-    target = target_of(backend.build_reply(asked, "ok"))
-    assert target == Target(
-        receive_id=GROUP,
-        receive_id_type="chat_id",
-        chat_key=GROUP,
-        reply_to="om_dc13264520392913993dd051dba21dcf",
+        receive_id=receive_id,
+        receive_id_type=id_type,
+        chat_key=chat_key,
+        reply_to=reply_to,
         reply_in_thread=False,
     )
 
