@@ -1,5 +1,6 @@
 """Shared bits of the Open API tests: the fake base URL, its token answer, recorded calls,
-a fake clock, and ``FakeOpenAPI`` — the one fake Open Platform behind ``LarkClient._request``."""
+a fake clock, and ``FakeOpenAPI`` — the one fake Open Platform behind ``LarkClient._request``.
+Fault tests have theirs in ``fault_fakes``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from lark_cards.api.client import LarkClient
+from lark_cards.outbound.delivery import Delivery
 
 BASE = "https://open.feishu.test"
 TOKEN_URL = f"{BASE}/open-apis/auth/v3/tenant_access_token/internal"
@@ -240,7 +242,6 @@ def connect(
 ) -> FakeOpenAPI:
     """Wire a ``LarkCardsBackend`` as ``serve_once`` does, without a server: its bridge on
     ``loop`` (the ``loop`` fixture), its client and delivery path answering from ``fake``."""
-    from lark_cards.outbound.delivery import Delivery
 
     fake = fake or FakeOpenAPI()
     bot.bridge.attach(loop)

@@ -165,3 +165,15 @@ async def test_keyed_lock_forgets_a_cancelled_waiter() -> None:
 async def _hold(locks: KeyedLock, key: str) -> None:
     async with locks.hold(key):
         pass
+
+
+async def test_float_rounding_never_leaves_a_stamp_with_nothing_to_wait_for(
+    fake: FakeTime,
+) -> None:
+    """255.39498224432035 + 1.0 - 256.3949822443203 == 0.0, yet the stamp was "not expired":
+    acquire() spun without awaiting, freezing the loop on a clock that moves only in sleeps."""
+    limiter = RateLimiter(1, clock=fake.clock, sleep=fake.sleep)
+    fake.now = 255.39498224432035
+    await limiter.acquire()
+    fake.now = 256.3949822443203
+    await asyncio.wait_for(limiter.acquire(), 1)

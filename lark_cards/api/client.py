@@ -237,6 +237,8 @@ class LarkClient:
         retries = 0
         token_refetched = False
         while True:
+            # The token before the slots: a fetch between them would delay the send past it.
+            token = await self.tenant_token() if auth else None
             if chat is not None:
                 # The chat's slot first: an app slot taken while waiting for the chat would
                 # be counted long before the send goes out, and a later second carry more.
@@ -244,14 +246,14 @@ class LarkClient:
                 await self._app_limiter.acquire()
             if patched is not None:
                 await self._patch_limiter.acquire(patched)
-            token = await self.tenant_token() if auth else None
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             try:
                 return await self._attempt(call, headers, retries)
             except LarkAPIError as err:
                 error, wait = err, retry_delay(err, retries, self._jitter)
                 if token and err.code in TOKEN_INVALID and not token_refetched:
-                    # §3: drop the cached token, refetch, retry once (not a backoff retry).
+                    # §3: drop the cached token, refetch, retry once (not a backoff retry): a
+                    # fresh token has ≥ 30 min left, longer than any call's retries.
                     self._token.drop(token)
                     token_refetched = True
                     continue

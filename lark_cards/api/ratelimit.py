@@ -63,8 +63,9 @@ class RateLimiter:
 
     def _expire(self, now: float) -> None:
         # A stamp exactly one window old no longer counts: acquisitions at t=0 and t=1.0 are
-        # in different 1-second windows.
-        while self._stamps and self._stamps[0] <= now - self._window:
+        # in different 1-second windows. The same expression as acquire()'s wait, so float
+        # rounding can never leave a stamp both "not expired" and "nothing to wait for".
+        while self._stamps and self._stamps[0] + self._window - now <= 0:
             self._stamps.popleft()
 
     def idle(self) -> bool:
