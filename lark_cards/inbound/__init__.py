@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class Inbound:
         self._paused = False
         self._queued = 0  # dispatched but not yet handled: the loop counts up, the worker down
         self._lock = threading.Lock()
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lark-in")
+        self._worker = DaemonWorker("lark-in")
         self.chat_types = ChatTypes(lambda chat_id: bot.directory.chat(chat_id))
         self._clicks = ClickAnswers()
         reaction = Route(parse_reaction_change, self._on_reaction)
@@ -141,6 +142,7 @@ class Inbound:
         """Queue a verified event for Errbot; returns at once (the webhook's ``dispatch``)."""
         job = self._read(event)
         if job is None:
+            self._on_handled(event.event_id)  # nothing to hand over, now or later
             return
         with self._lock:
             self._queued += 1
@@ -200,7 +202,10 @@ class Inbound:
 
     def _counted(self, event_id: str, job: Callable[[], None]) -> None:
         try:
+            if self._paused:
+                return  # stays in the inbox: the next start (or another instance) runs it
             self._run(event_id, job)
+            self._on_handled(event_id)
         finally:
             with self._lock:
                 self._queued -= 1
@@ -243,6 +248,53 @@ class Inbound:
 
     def _on_member(self, change: MemberChange) -> None:
         member_callbacks(self._bot, change, self._bot.identities, self._bot.room_ops)
+
+
+class DaemonWorker:
+    """One daemon thread running submitted calls in order. Daemon, unlike a
+    ``ThreadPoolExecutor``'s, whose threads Python joins at exit: a plugin still busy when the
+    shutdown deadline has passed must not keep the process alive past it."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
+        self._jobs = queue.SimpleQueue()
+        self._closed = False
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        if self._closed:
+            raise RuntimeError("the worker is shut down")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, functools.partial(function, *args)))
+        return future
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+        """Take no more work; drop what is queued (``cancel_futures``); ``wait`` is not
+        offered: the call under way is never waited for."""
+        self._closed = True
+        while cancel_futures:
+            try:
+                future, _ = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            future.cancel()
+        self._jobs.put((concurrent.futures.Future(), _stop))
+
+    def _serve(self) -> None:
+        while True:
+            future, job = self._jobs.get()
+            if job is _stop:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as error:  # the caller's future carries it
+                future.set_exception(error)
+
+
+def _stop() -> None:
+    pass
 
 
 def _nothing() -> None:
