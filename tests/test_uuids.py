@@ -111,3 +111,14 @@ async def test_fallback_messages_get_their_own_uuids() -> None:
     uuids = [call.json["uuid"] for call in fake.messages()]
     assert len(uuids) == len(set(uuids)) >= 2  # the card and each fallback: distinct
     assert uuids[0] == uuid_for(seeded, "0")
+
+
+def test_a_progress_cards_final_cards_do_not_reuse_its_first_uuid(wired: Wiring) -> None:
+    """A final state longer than one card continues in new messages: each needs its own uuid,
+    or Feishu would hand back the progress card instead of sending them."""
+    progress = wired.outbox.progress(Message("", to=ROOM, parent=question()), "deploying")
+    progress.finish("\n\n".join(f"host {n}: " + "ok " * 3000 for n in range(4)))
+    created = [c for c in wired.messages(2) if c.method == "POST"]
+    uuids = [call.json["uuid"] for call in created]
+    assert len(created) >= 2
+    assert len(set(uuids)) == len(uuids)

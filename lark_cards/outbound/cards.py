@@ -197,7 +197,10 @@ class AsyncProgress:
             await self._show(delivery, text)
             final = await render_cards(text, delivery.options)
             rest = final[1:] if self._card is not None and self._shown == text else final
-            return await delivery.send_items(self.target, rest) if rest else []
+            # Messages of their own, so uuids of their own: the start used this seed's "0".
+            seed = self.target.uuid_seed
+            target = dataclasses.replace(self.target, uuid_seed=seed and f"{seed}:final")
+            return await delivery.send_items(target, rest) if rest else []
 
     async def _show(self, delivery: Delivery, text: str) -> None:
         if self._card is None or text == self._shown:
