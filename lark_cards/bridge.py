@@ -2,7 +2,7 @@
 
 Errbot calls the backend from its thread pool; everything that talks to Feishu runs on the
 loop. :meth:`LoopBridge.submit` hands a coroutine over and returns a future at once (sends:
-fire and forget, failures logged by :meth:`LoopBridge.submit_send`); :meth:`LoopBridge.call`
+fire and forget, failures logged by :func:`report_failure`); :meth:`LoopBridge.call`
 waits for the result (look-ups, room operations) and refuses to run on the loop thread itself,
 where waiting would deadlock. Every task is tracked so a shutdown can wait for pending sends.
 
@@ -74,16 +74,6 @@ class LoopBridge:
         except TimeoutError:
             future.cancel()  # do not leave the work running after telling the caller it failed
             raise
-
-    def submit_send(self, coro: Coroutine[Any, Any, Any], to: Any) -> None:
-        """Fire and forget a send; a failure is one ERROR line naming the recipient (``to``:
-        the chat, and the command answered when there is one)."""
-        try:
-            future = self.submit(coro)
-        except NotConnectedError as error:
-            log.error("Cannot send to %s: %s", to, error)
-            return
-        report_failure(future, to)
 
     def pending(self) -> set[asyncio.Task[Any]]:
         """Tasks submitted and not finished yet (on the loop)."""
