@@ -43,6 +43,8 @@ from lark_cards.plugin_api import PluginAPI
 from lark_cards.render import RenderOptions
 from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
+from lark_cards.transport.longconn import Fatal, LongConnection, PushedEvents
+from lark_cards.transport.reception import Reception
 from lark_cards.transport.server import start_server
 from lark_cards.transport.webhook import create_app
 
@@ -89,6 +91,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         self._owner = f"{socket.gethostname()}:{os.path.abspath(self._data_dir())}"
         self._commands: dict[object, tuple[str, str]] = {}  # running: (where, command text)
         self._commands_lock = threading.Lock()
+        self._activated = False  # connect_callback has run (plugins activated)
 
     def set_message_size_limit(
         self, limit: int = MESSAGE_SIZE_LIMIT, hard_limit: int = MESSAGE_SIZE_LIMIT
@@ -121,6 +124,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         delivery = Delivery(client, self.render_options, upload_images=self.settings.upload_images)
         self.delivery = delivery
         runner: web.AppRunner | None = None
+        connection: LongConnection | None = None
         keeping: list[asyncio.Task[None]] = []
         try:
             self.intake = intake = await Intake.open(self.settings, self._data_dir(), self._owner)
@@ -130,23 +134,39 @@ class LarkCardsBackend(PluginAPI, ErrBot):
             self.bot_identifier = self.identities.person(bot["open_id"], name=bot.get("app_name"))
             identifiers.install(self.identities)
             log.info("Connected to %s as %s", self.settings.base_url, self.bot_identifier.nick)
-            # Plugins activate before the server opens, so the first event finds its commands.
+            # Plugins activate before events can arrive, so the first one finds its commands.
             keeping.append(asyncio.create_task(intake.leadership.run()))
-            await asyncio.get_running_loop().run_in_executor(None, self.connect_callback)
-            runner = await self._start_server(intake)
+            await self._activate_plugins()
+            reception = Reception(
+                self.inbound.dispatch,
+                intake,
+                respond=self.inbound.answer,
+                busy=self.inbound.busy,
+            )
+            if self.settings.mode == "websocket":
+                connection = LongConnection(self.settings, PushedEvents(self.settings, reception))
+                keeping.append(connection.start())
+            else:
+                runner = await self._start_server(reception)
             keeping.append(asyncio.create_task(intake.keep(self.inbound.dispatch)))
             self.reset_reconnection_count()
-            await self._stop.wait()
+            await self._until_stopped(connection)
             return True
         except ConfigError as error:  # the state store cannot be opened: a retry cannot help
             log.critical("lark-cards: %s", error)
             raise SystemExit(f"lark-cards: configuration error: {error}") from None
+        except Fatal as error:  # wrong credentials, not a self-built app, too many connections
+            log.critical("lark-cards: long connection: %s", error)
+            raise SystemExit(f"lark-cards: long connection: {error}") from None
         except (LarkAPIError, OSError) as error:
             log.error("lark-cards: cannot serve: %s", error)
             return False
         finally:
+            # First stop acking: an acked event is never dropped.
+            if connection is not None:
+                await connection.close()
             if runner is not None:
-                await runner.cleanup()  # first stop acking: an acked event is never dropped
+                await runner.cleanup()
             for task in keeping:  # the leader lease is given up at once
                 task.cancel()
             await asyncio.gather(*keeping, return_exceptions=True)
@@ -160,14 +180,16 @@ class LarkCardsBackend(PluginAPI, ErrBot):
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
 
-    async def _start_server(self, intake: Intake) -> web.AppRunner:
-        app = create_app(
-            self.settings,
-            self.inbound.dispatch,
-            dedup=intake,
-            respond=self.inbound.answer,
-            busy=self.inbound.busy,
-        )
+    async def _activate_plugins(self) -> None:
+        """Errbot's ``connect_callback``, once per process: Errbot calls ``serve_once`` again
+        after a failure, and plugins told twice that the bot connected answer twice
+        (err-backend-slackv3#12). The long connection reconnects inside one ``serve_once``."""
+        if not self._activated:
+            await asyncio.get_running_loop().run_in_executor(None, self.connect_callback)
+            self._activated = True
+
+    async def _start_server(self, reception: Reception) -> web.AppRunner:
+        app = create_app(self.settings, reception=reception)
         # Request deadline, keep-alive, connection cap and quiet logs: transport/server.py.
         runner = await start_server(app, self.settings.host, self.settings.port)
         log.info(
@@ -177,6 +199,21 @@ class LarkCardsBackend(PluginAPI, ErrBot):
             self.settings.path,
         )
         return runner
+
+    async def _until_stopped(self, connection: LongConnection | None) -> None:
+        """Wait for a shutdown request, or for the long connection to end (only a
+        :class:`Fatal` problem ends it: raised here)."""
+        assert self._stop is not None
+        stopped = asyncio.ensure_future(self._stop.wait())
+        waiting: set[asyncio.Future[Any]] = {stopped}
+        if connection is not None and connection.task is not None:
+            waiting.add(connection.task)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if connection is not None and connection.task is not None and connection.task.done():
+            connection.task.result()
 
     def _install_signal_handlers(self, stop: asyncio.Event) -> list[int]:
         if threading.current_thread() is not threading.main_thread():

@@ -21,6 +21,8 @@ DOMAINS = {
     "feishu": "https://open.feishu.cn",
     "lark": "https://open.larksuite.com",
 }
+# "webhook": Feishu POSTs events to host:port/path (needs a public URL); "websocket": the bot
+# dials Feishu's long connection (docs/feishu-platform.md §2; Feishu China, self-built apps).
 MODES = ("webhook", "websocket")
 
 # Feishu retries an unacknowledged event after 15 s, 5 min, 1 h and 6 h (about 7.1 h in all,
@@ -132,12 +134,6 @@ def _identity(identity: Mapping[str, Any]) -> dict[str, Any]:
     }
     if values["mode"] not in MODES:
         raise ConfigError(f"BOT_IDENTITY['mode'] must be one of {', '.join(MODES)}")
-    if values["mode"] == "websocket":
-        # Better a clear stop than a bot that silently listens for webhooks instead.
-        raise ConfigError(
-            "BOT_IDENTITY['mode'] 'websocket' (long connection) is not available in this "
-            "version yet; use 'webhook'"
-        )
     port = values["port"]
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError("BOT_IDENTITY['port'] must be an integer from 0 to 65535")

@@ -48,7 +48,7 @@ def test_domain_resolves_to_a_base_url(domain, url):
         ({"domain": "ftp://x"}, "domain"),
         ({"domain": "open.feishu.cn"}, "domain"),
         ({"mode": "polling"}, "mode"),
-        ({"mode": "websocket"}, "mode"),
+        ({"mode": "WebSocket"}, "mode"),
         ({"port": "8080"}, "port"),
         ({"port": 70000}, "port"),
         ({"port": True}, "port"),
@@ -63,6 +63,15 @@ def test_a_bad_key_is_named_in_one_line(identity, named):
     message = str(info.value)
     assert named in message
     assert "\n" not in message
+
+
+def test_long_connection_mode_needs_only_the_app_credentials():
+    identity = {"app_id": "cli_a", "app_secret": "s", "mode": "websocket"}
+    settings = Settings.from_config(SimpleNamespace(BOT_IDENTITY=identity))
+    assert settings.mode == "websocket"
+    assert settings.base_url == "https://open.feishu.cn"
+    assert settings.encrypt_key is None
+    assert settings.verification_token is None
 
 
 def test_missing_identity_and_bad_options():

@@ -66,6 +66,15 @@ CALLBACK_BAD_STATUS = 200671  # the answer's HTTP status was not 200
 CALLBACK_BAD_BODY = 200672  # the answer's body was not a JSON object
 CALLBACK_BAD_CARD = 200673  # the card in the answer is invalid
 
+# Long connection (§2.2): endpoint discovery's body codes and the WebSocket handshake's
+# ``handshake-status`` / ``handshake-autherrcode`` headers (lark-oapi 1.7.5 ws/const.py).
+WS_SYSTEM_BUSY = 1  # discovery: try again later
+WS_FORBIDDEN = 403  # handshake: the app may not connect
+WS_AUTH_FAILED = 514  # handshake: see handshake-autherrcode
+WS_INTERNAL_ERROR = 1000040343  # discovery: Feishu's own failure, try again later
+WS_CONNECTION_LIMIT = 1000040350  # handshake: the app has its 50 connections already
+WS_TRANSIENT: frozenset[int] = frozenset({WS_SYSTEM_BUSY, WS_INTERNAL_ERROR})
+
 # Uploads, reactions, users and chats (Feishu's per-API error tables).
 UPLOAD_INVALID = 234001
 UPLOAD_TOO_LARGE = 234006

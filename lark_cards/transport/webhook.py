@@ -22,8 +22,6 @@ Every failure is a JSON ``{"error": ...}`` 4xx; no input is meant to produce a 5
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,14 +32,17 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from lark_cards.settings import Settings
 from lark_cards.transport.dedup import EventClaims, MemoryClaims, TTLSet, dedup_keys
-from lark_cards.transport.envelope import (
-    CARD_ACTION,
-    Envelope,
-    EventError,
-    UrlVerification,
-    parse_callback,
-)
+from lark_cards.transport.envelope import Envelope, UrlVerification
 from lark_cards.transport.logs import brief
+from lark_cards.transport.reception import (
+    Callback,
+    Reception,
+    Rejected,
+    Respond,
+    check_app,
+    json_object,
+    parse,
+)
 from lark_cards.transport.security import (
     BadCiphertext,
     VerificationError,
@@ -65,23 +66,6 @@ NONCE_HEADER = "X-Lark-Request-Nonce"
 SIGNATURE_HEADER = "X-Lark-Signature"
 _SIGNATURE_HEADERS = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
-Callback = UrlVerification | Envelope
-# Builds a card callback's answer body (§6.1); runs on the loop inside the request.
-Respond = Callable[[Envelope], Mapping[str, Any] | None]
-
-
-class Rejected(Exception):
-    """A request we answer with a 4xx. ``reason`` goes to the client; ``detail`` only to logs.
-
-    Neither ever holds a token, key, signature or body.
-    """
-
-    def __init__(self, status: int, reason: str, detail: str | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.detail = detail or reason
-
 
 def authenticate(
     settings: Settings, body: bytes, headers: Mapping[str, str], *, now: float
@@ -91,13 +75,13 @@ def authenticate(
     ``headers`` must look names up case-insensitively (aiohttp's ``request.headers`` does);
     ``now`` is wall-clock seconds, compared with Feishu's signed timestamp.
     """
-    payload = _json_object(body, "body")
+    payload = json_object(body, "body")
     key = settings.encrypt_key
     if "encrypt" not in payload:
         if key is not None:
             # A plain body would skip the signature, which only exists for encrypted ones.
             raise Rejected(401, "body must be encrypted")
-        callback = _parse(payload)
+        callback = parse(payload)
     elif key is None:
         raise Rejected(400, "encrypted body but no encrypt_key configured")
     elif any(name in headers for name in _SIGNATURE_HEADERS):
@@ -114,23 +98,15 @@ def authenticate(
             plaintext = decrypt(key, _ciphertext(payload))
         except VerificationError as exc:
             raise _rejection(exc) from exc
-        callback = _parse(_json_object(plaintext, "decrypted body"))
+        callback = parse(json_object(plaintext, "decrypted body"))
     else:
         callback = _unsigned_challenge(key, payload)
     try:
         check_token(settings.verification_token, callback.token)
     except VerificationError as exc:
         raise _rejection(exc) from exc
-    _check_app(settings.app_id, callback)
+    check_app(settings.app_id, callback)
     return callback
-
-
-def _check_app(app_id: str, callback: Callback) -> None:
-    """Refuse an event addressed to another app, e.g. a second app sharing our request URL
-    and credentials: its commands are not ours to run (and it must not enter dedup)."""
-    named = callback.app_id if isinstance(callback, Envelope) else None
-    if named is not None and named != app_id:
-        raise Rejected(403, "event is for another app", f"app_id {named[:64]!r} is not ours")
 
 
 def _unsigned_challenge(key: str, payload: Mapping[str, Any]) -> UrlVerification:
@@ -141,7 +117,7 @@ def _unsigned_challenge(key: str, payload: Mapping[str, Any]) -> UrlVerification
     """
     try:
         plaintext = decrypt(key, _ciphertext(payload))
-        callback = _parse(_json_object(plaintext, "decrypted body"))
+        callback = parse(json_object(plaintext, "decrypted body"))
     except (VerificationError, Rejected) as exc:
         raise Rejected(401, "unsigned request", f"unsigned and undecryptable: {exc}") from exc
     if not isinstance(callback, UrlVerification):
@@ -154,18 +130,6 @@ def _rejection(exc: VerificationError) -> Rejected:
     return Rejected(400 if isinstance(exc, BadCiphertext) else 401, str(exc))
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers bad JSON, bad UTF-8 and >4300-digit ints; RecursionError covers
-        # "[[[[..." nested deeper than the C parser's recursion limit.
-        raise Rejected(400, f"{what} is not JSON") from exc
-    if not isinstance(value, dict):
-        raise Rejected(400, f"{what} is not a JSON object")
-    return value
-
-
 def _ciphertext(payload: Mapping[str, Any]) -> str:
     value = payload["encrypt"]
     if not isinstance(value, str):
@@ -173,31 +137,15 @@ def _ciphertext(payload: Mapping[str, Any]) -> str:
     return value
 
 
-def _parse(payload: Mapping[str, Any]) -> Callback:
-    try:
-        return parse_callback(payload)
-    except EventError as exc:
-        raise Rejected(400, "not a Feishu callback", str(exc)) from exc
-
-
 class _EventHandler:
-    """The POST handler: reads the body, calls :func:`authenticate`, answers, schedules."""
+    """The POST handler: reads the body, calls :func:`authenticate`, hands it to reception."""
 
     def __init__(
-        self,
-        settings: Settings,
-        dispatch: Callable[[Envelope], None],
-        dedup: EventClaims,
-        clock: Callable[[], float],
-        respond: Respond | None = None,
-        busy: Callable[[], bool] | None = None,
+        self, settings: Settings, reception: Reception, clock: Callable[[], float]
     ) -> None:
         self._settings = settings
-        self._dispatch = dispatch
-        self._dedup = dedup
+        self._reception = reception
         self._clock = clock
-        self._respond = respond
-        self._busy = busy
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -214,50 +162,8 @@ class _EventHandler:
             return _error(exc.status, exc.reason)
         if isinstance(callback, UrlVerification):
             return web.json_response({"challenge": callback.challenge})
-        if self._busy is not None and self._busy():
-            # A full backlog: refuse before recording the event, so Feishu's retry (15 s
-            # later, §1.8) is taken then. 429, not a 5xx: the input is fine, we are busy.
-            log.warning("inbound backlog full: event %s refused for a retry", callback.event_id)
-            return _error(429, "busy, retry later")
-        try:
-            duplicate = not await self._dedup.claim(callback)
-        except Exception as error:  # the state store failed: no ack, Feishu retries later
-            log.error("cannot record event %s: %s", callback.event_id, brief(error))
-            return _error(503, "cannot record the event now, retry later")
-        # The clicker waits for a card callback's body (§6.1): a retry gets the same answer,
-        # since the first one may be what got lost. It is built before the dispatch below
-        # runs, so ``respond`` may hand what it parsed on to ``dispatch``.
-        answer = self._answer(callback) if callback.event_type == CARD_ACTION else None
-        if duplicate:
-            log.debug("duplicate event %s (%s)", callback.event_id, callback.event_type)
-        else:
-            # Ack first, work later (§1.8): dispatch runs on a later loop iteration.
-            asyncio.get_running_loop().call_soon(self._run_dispatch, callback)
-        if answer is not None:
-            return web.json_response(answer)
-        return web.json_response({"msg": "duplicate" if duplicate else "ok"})
-
-    def _answer(self, envelope: Envelope) -> dict[str, Any]:
-        if self._respond is None:
-            return {}  # §6.1: an empty object keeps the card as it is
-        try:
-            answer = dict(self._respond(envelope) or {})
-            json.dumps(answer)  # a body we cannot serialise would be a 500
-        except Exception:
-            # Feishu shows 200672 for a bad body; an empty answer still acknowledges the click.
-            log.exception("respond failed for card callback %s", envelope.event_id)
-            return {}
-        return answer
-
-    def _run_dispatch(self, envelope: Envelope) -> None:
-        try:
-            self._dispatch(envelope)
-        except Exception:
-            # The 200 is already on its way; a broken dispatch must not change it or kill the
-            # loop, but it must be loud.
-            log.exception(
-                "dispatch failed for event %s (%s)", envelope.event_id, envelope.event_type
-            )
+        received = await self._reception.receive(callback)
+        return web.json_response(received.body, status=received.status)
 
 
 def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -290,8 +196,9 @@ async def _healthz(request: web.Request) -> web.Response:
 
 def create_app(
     settings: Settings,
-    dispatch: Callable[[Envelope], None],
+    dispatch: Callable[[Envelope], None] | None = None,
     *,
+    reception: Reception | None = None,
     dedup: EventClaims | None = None,
     clock: Callable[[], float] = time.time,
     respond: Respond | None = None,
@@ -324,7 +231,11 @@ def create_app(
         )
     # aiohttp enforces the body limit while reading the request (request.read() → 413).
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_json_errors])
-    handler = _EventHandler(settings, dispatch, dedup, clock, respond, busy)
+    if reception is None:
+        if dispatch is None:
+            raise TypeError("create_app needs dispatch or reception")
+        reception = Reception(dispatch, dedup, respond=respond, busy=busy)
+    handler = _EventHandler(settings, reception, clock)
     app.router.add_post(settings.path, handler.handle)
     app.router.add_get("/healthz", _healthz)
     return app

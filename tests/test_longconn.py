@@ -1,0 +1,277 @@
+"""``LongConnection`` against a small scripted Feishu: discovery, pings, acks, losses, stops.
+
+The server here is written for the test so it can misbehave precisely (stay silent, refuse a
+handshake, answer discovery with a given code); the sandbox's full long-connection server is
+tested in test_sandbox_longconn.py and end to end with a real errbot in test_e2e_longconn.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
+from feishu_payloads import PLAIN, load, plain_body
+
+from lark_cards.transport import frames
+from lark_cards.transport.dedup import MemoryClaims, TTLSet
+from lark_cards.transport.endpoint import Backoff, Fatal
+from lark_cards.transport.envelope import Envelope
+from lark_cards.transport.longconn import LongConnection, PushedEvents
+from lark_cards.transport.reception import Reception
+
+SERVICE = 77
+TIMING = {"PingInterval": 1, "ReconnectCount": -1, "ReconnectInterval": 5, "ReconnectNonce": 0}
+
+
+class ScriptedFeishu:
+    """Discovery and the WebSocket route; every socket's received frames are kept."""
+
+    def __init__(self) -> None:
+        self.discoveries: list[dict[str, Any]] = []
+        self.discovery_answers: list[tuple[int, dict[str, Any]]] = []  # used first, in order
+        self.refuse_handshake: dict[str, str] | None = None
+        self.tickets: list[str] = []
+        self.sockets: list[web.WebSocketResponse] = []
+        self.received: list[list[frames.Frame]] = []
+        self.silent = False  # stop answering pings (the socket looks alive but is deaf)
+        self.closed_by_client: list[int] = []
+        self.opened = asyncio.Condition()
+        self.server: TestServer | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/callback/ws/endpoint", self._discover)
+        app.router.add_get("/ws/v2", self._socket)
+        return app
+
+    async def _discover(self, request: web.Request) -> web.Response:
+        self.discoveries.append(await request.json())
+        if self.discovery_answers:
+            status, body = self.discovery_answers.pop(0)
+            return web.json_response(body, status=status)
+        number = len(self.discoveries)
+        url = f"ws://{request.host}/ws/v2?device_id=d{number}&service_id={SERVICE}&ticket=t{number}"
+        return web.json_response(
+            {"code": 0, "msg": "", "data": {"URL": url, "ClientConfig": TIMING}}
+        )
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_handshake is not None:
+            return web.Response(status=403, headers=self.refuse_handshake)
+        self.tickets.append(request.query["ticket"])
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        received: list[frames.Frame] = []
+        async with self.opened:
+            self.sockets.append(socket)
+            self.received.append(received)
+            self.opened.notify_all()
+        async for message in socket:
+            if message.type is not WSMsgType.BINARY:
+                continue
+            frame = frames.decode(message.data)
+            received.append(frame)
+            if frame.type == frames.PING and not self.silent:
+                pong = frames.Frame(service=frame.service, headers=(("type", "pong"),))
+                await socket.send_bytes(frames.encode(replace(pong, payload=b'{"PingInterval":1}')))
+        if socket.close_code is not None:
+            self.closed_by_client.append(socket.close_code)
+        return socket
+
+    async def connected(self, count: int, limit: float = 10.0) -> web.WebSocketResponse:
+        """The ``count``-th socket, once it is open."""
+        async with self.opened:
+            await asyncio.wait_for(self.opened.wait_for(lambda: len(self.sockets) >= count), limit)
+        return self.sockets[count - 1]
+
+
+async def wait_for_frame(
+    received: list[frames.Frame], kind: str, limit: float = 5.0
+) -> frames.Frame:
+    for _ in range(int(limit * 50)):
+        for frame in received:
+            if frame.type == kind or (kind == "ack" and frame.method == frames.DATA):
+                return frame
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no {kind} frame within {limit} s")
+
+
+class Client:
+    def __init__(self, feishu: ScriptedFeishu, url: str) -> None:
+        self.dispatched: list[Envelope] = []
+        settings = replace(PLAIN, base_url=url, mode="websocket", request_timeout=2.0)
+        reception = Reception(self.dispatched.append, MemoryClaims(TTLSet(3600, 100)))
+        self.connection = LongConnection(
+            settings, PushedEvents(settings, reception), backoff=Backoff(rand=lambda: 0.0)
+        )
+
+
+@pytest.fixture
+async def feishu() -> AsyncIterator[tuple[ScriptedFeishu, str]]:
+    scripted = ScriptedFeishu()
+    server = TestServer(scripted.app())
+    await server.start_server()
+    try:
+        yield scripted, str(server.make_url("")).rstrip("/")
+    finally:
+        for socket in scripted.sockets:
+            await socket.close()
+        await server.close()
+
+
+@pytest.fixture
+async def client(feishu: tuple[ScriptedFeishu, str]) -> AsyncIterator[Client]:
+    made = Client(*feishu)
+    made.connection.start()
+    try:
+        yield made
+    finally:
+        await made.connection.close()
+
+
+def pushed_event(payload: bytes, seq_id: int = 1) -> bytes:
+    headers = (("type", "event"), ("message_id", f"p{seq_id}"), ("sum", "1"), ("seq", "0"))
+    frame = frames.Frame(
+        seq_id=seq_id,
+        log_id=5,
+        service=SERVICE,
+        method=frames.DATA,
+        headers=headers,
+        payload=payload,
+    )
+    return frames.encode(frame)
+
+
+async def test_it_discovers_with_the_apps_credentials_and_pings_with_the_service_id(feishu, client):
+    scripted, _ = feishu
+    await scripted.connected(1)
+    assert scripted.discoveries == [{"AppID": PLAIN.app_id, "AppSecret": PLAIN.app_secret}]
+    assert scripted.tickets == ["t1"]  # the URL was used exactly as discovery gave it
+    ping = await wait_for_frame(scripted.received[0], "ping")
+    assert (ping.service, ping.method, ping.seq_id, ping.log_id) == (SERVICE, frames.CONTROL, 0, 0)
+    assert client.connection.config.ping_interval == 1.0
+
+
+async def test_an_event_is_acked_with_the_same_frame_and_handed_on(feishu, client):
+    scripted, _ = feishu
+    socket = await scripted.connected(1)
+    await socket.send_bytes(pushed_event(plain_body(load("p2p_text")), seq_id=42))
+    ack = await wait_for_frame(scripted.received[0], "ack")
+    assert (ack.seq_id, ack.log_id, ack.service) == (42, 5, SERVICE)
+    assert ack.header("biz_rt") is not None
+    assert json.loads(ack.payload or b"") == {"code": 200}
+    assert [e.event_type for e in client.dispatched] == ["im.message.receive_v1"]
+
+
+async def test_malformed_messages_are_ignored_and_the_connection_stays(feishu, client):
+    scripted, _ = feishu
+    socket = await scripted.connected(1)
+    await socket.send_bytes(b"\xff\xff\xff")
+    await socket.send_str("hello")
+    await socket.send_bytes(pushed_event(plain_body(load("p2p_text"))))
+    await wait_for_frame(scripted.received[0], "ack")
+    assert len(scripted.sockets) == 1
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+async def test_a_lost_connection_is_replaced_after_a_new_discovery(feishu, client, how):
+    scripted, _ = feishu
+    first = await scripted.connected(1)
+    if how == "close":
+        await first.close()
+    else:  # the network goes: no close frame
+        transport = first._req.transport if first._req else None
+        assert transport is not None
+        transport.abort()
+    second = await scripted.connected(2)
+    assert scripted.tickets == ["t1", "t2"]
+    assert client.connection.connections == 2
+    await second.send_bytes(pushed_event(plain_body(load("p2p_text"))))
+    await wait_for_frame(scripted.received[1], "ack")
+
+
+async def test_a_silent_socket_is_declared_dead_within_the_liveness_time(feishu, client):
+    scripted, _ = feishu
+    await scripted.connected(1)
+    scripted.silent = True  # pings go unanswered, as on a half-open socket
+    started = asyncio.get_running_loop().time()
+    await scripted.connected(2, limit=10)
+    took = asyncio.get_running_loop().time() - started
+    liveness = 2 * 1 + 1  # two ping intervals and a grace of one
+    assert liveness - 1.2 < took < liveness + 2
+
+
+async def test_wrong_credentials_stop_with_one_line_naming_them(feishu):
+    scripted, url = feishu
+    scripted.discovery_answers = [(200, {"code": 10014, "msg": "app secret invalid"})]
+    with pytest.raises(Fatal, match=r"app_secret"):
+        await asyncio.wait_for(Client(scripted, url).connection.run(), 5)
+    assert len(scripted.discoveries) == 1
+
+
+async def test_the_connection_limit_stops_instead_of_looping(feishu):
+    scripted, url = feishu
+    scripted.refuse_handshake = {
+        "handshake-status": "514",
+        "handshake-msg": "exceed conn limit",
+        "handshake-autherrcode": "1000040350",
+    }
+    with pytest.raises(Fatal, match="50 long connections"):
+        await asyncio.wait_for(Client(scripted, url).connection.run(), 5)
+
+
+async def test_a_forbidden_handshake_is_fatal_only_when_fresh_tickets_keep_getting_it(feishu):
+    scripted, url = feishu
+    scripted.refuse_handshake = {"handshake-status": "403", "handshake-msg": "forbidden"}
+    with pytest.raises(Fatal, match="self-built"):
+        await asyncio.wait_for(Client(scripted, url).connection.run(), 10)
+    assert len(scripted.discoveries) == 3  # a stale ticket would have passed the second time
+
+
+async def test_transient_failures_are_retried_until_it_connects(feishu, client):
+    scripted, url = feishu
+    await client.connection.close()
+    scripted.discovery_answers = [(503, {}), (200, {"code": 1, "msg": "system busy"})]
+    retrying = Client(scripted, url)
+    retrying.connection.start()
+    try:
+        await scripted.connected(2)
+        assert len(scripted.discoveries) == 4  # the first client's, two failures, one success
+    finally:
+        await retrying.connection.close()
+
+
+async def test_close_sends_a_close_frame_and_nothing_reconnects(feishu, client):
+    scripted, _ = feishu
+    await scripted.connected(1)
+    await client.connection.close()
+    assert client.connection.task is not None
+    assert client.connection.task.done()
+    for _ in range(50):
+        if scripted.closed_by_client:
+            break
+        await asyncio.sleep(0.02)
+    assert scripted.closed_by_client == [1000]
+    await asyncio.sleep(0.3)
+    assert len(scripted.discoveries) == 1
+
+
+async def test_close_while_connecting_ends_at_once(feishu):
+    scripted, url = feishu
+    scripted.discovery_answers = [(503, {})] * 100
+    client = Client(scripted, url)
+    task = client.connection.start()
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    await client.connection.close()
+    assert task.done()
+    assert asyncio.get_running_loop().time() - started < 1.0
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
