@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: venv test lint format bench clean demo
 DEMO_PORT ?= 9000
+DEMO_ARGS ?=
 
 venv: $(VENV)/.installed
 
@@ -26,13 +27,15 @@ format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# The quick start: a local Feishu sandbox and a real errbot wired to it; prints the page URL.
+# The quick start: a local Feishu sandbox and a real errbot wired to it over the long
+# connection (DEMO_ARGS=--webhook: by webhook); prints the page URL.
 demo: venv
-	$(PY) -m lark_cards sandbox --demo --port $(DEMO_PORT)
+	$(PY) -m lark_cards sandbox --demo --port $(DEMO_PORT) $(DEMO_ARGS)
 
 bench: venv
 	$(PY) bench/ack.py
 	$(PY) bench/render.py
+	$(PY) bench/longconn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo

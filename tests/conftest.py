@@ -134,6 +134,16 @@ def processes() -> Iterator[Processes]:
 
 
 @pytest.fixture
+async def bots(tmp_path: Path, processes: Processes) -> AsyncIterator[Any]:
+    """A fake Open Platform (with its long-connection hub) and ``e2e_bots.Bots`` to start
+    real errbot processes against it; every bot is stopped at teardown."""
+    from e2e_bots import running
+
+    async with running(tmp_path, processes) as started:
+        yield started
+
+
+@pytest.fixture
 def wired(loop: asyncio.AbstractEventLoop) -> Iterator[Wiring]:
     """The outgoing side on the ``loop`` thread, sending to a FakeOpenAPI."""
     wiring = Wiring(loop)

@@ -10,7 +10,10 @@ platform, so several bots are instances behind one load balancer. When the block
 bot still running is stopped (Ctrl-C, then a kill), before the platform it talks to goes away.
 
 Events are posted as Feishu posts them: encrypted and signed (``Bot.sign``), so one signed
-request can be delivered again byte for byte, to the same bot or another.
+request can be delivered again byte for byte, to the same bot or another. A bot started with
+``mode="websocket"`` opens no port: it connects to the platform's long-connection hub
+(``Bots.hub``, quick pings so a dead socket is seen within seconds), which pushes events to
+one connected bot at random, as Feishu's cluster mode does.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ from aiohttp import web
 from redis_server import free_port
 
 from lark_cards.sandbox.delivery import event_request, message_envelope
+from lark_cards.sandbox.longconn import ClientConfig, LongConnHub
 from lark_cards.sandbox.openapi import FakeOpenPlatform
 from lark_cards.sandbox.state import StoredMessage
 
 __all__ = [
     "ADMIN",
     "GROUP",
+    "TIMING",
     "Ack",
     "Bot",
     "Bots",
@@ -67,6 +72,9 @@ PREAMBLE = 'import logging\nlogging.getLogger("markdown_it").setLevel(logging.IN
 _RUN = re.compile(r'Processing command "(?P<cmd>[^"]+)" with parameters "(?P<args>[^"]*)"')
 
 Request = tuple[bytes, dict[str, str]]  # a signed POST: its body and headers
+# The long connection's timing for these tests: a ping a second, so a silent socket is dead
+# after 3 s (2 intervals + a grace of one); reconnects at once, then 1 s apart.
+TIMING = ClientConfig(ping_interval=1, reconnect_nonce=0, reconnect_interval=1)
 
 
 @dataclass(frozen=True)
@@ -196,8 +204,10 @@ class Bots:
         directory: Path,
         processes: Any,
         session: aiohttp.ClientSession,
+        hub: LongConnHub,
     ) -> None:
         self.platform = platform
+        self.hub = hub
         self.encrypt_key = secrets.token_urlsafe(24)
         self.started: list[Bot] = []
         self._domain = domain
@@ -212,10 +222,12 @@ class Bots:
         lark_cards: Mapping[str, Any] | None = None,
         data_dir: Path | None = None,
         config: Mapping[str, Any] | None = None,
+        mode: str = "webhook",
     ) -> Bot:
         """Start a bot and wait until it serves. ``lark_cards`` becomes ``LARK_CARDS``,
         ``config`` adds Errbot settings (``{"BOT_ASYNC": False}``); ``data_dir`` defaults
-        to a new ``BOT_DATA_DIR`` of its own. ``name`` names its directory (unique)."""
+        to a new ``BOT_DATA_DIR`` of its own. ``name`` names its directory (unique).
+        ``mode="websocket"``: the bot serves once it has connected to ``hub``."""
         home = self._directory / name
         home.mkdir()
         data_dir = data_dir or home / "data"
@@ -231,6 +243,9 @@ class Bots:
             "port": port,
             "path": "/lark/events",
         }
+        if mode == "websocket":
+            identity = {k: identity[k] for k in ("app_id", "app_secret", "domain")}
+            identity["mode"] = "websocket"
         log_file = home / "errbot.log"
         settings: dict[str, Any] = {
             "BACKEND": "LarkCards",
@@ -270,12 +285,24 @@ class Bots:
             session=self._session,
         )
         self.started.append(bot)
-        await wait_until(lambda: self._healthy(bot), START_LIMIT, f"{name}'s /healthz")
+        if mode == "websocket":
+            connected = len(self.hub.open_connections)
+            await wait_until(
+                lambda: self._alive(bot) and len(self.hub.open_connections) > connected,
+                START_LIMIT,
+                f"{name}'s long connection",
+            )
+        else:
+            await wait_until(lambda: self._healthy(bot), START_LIMIT, f"{name}'s /healthz")
         return bot
 
-    async def _healthy(self, bot: Bot) -> bool:
+    def _alive(self, bot: Bot) -> bool:
         if bot.process.poll() is not None:
             raise AssertionError(f"errbot {bot.name} exited early\n{bot.tail()}")
+        return True
+
+    async def _healthy(self, bot: Bot) -> bool:
+        self._alive(bot)
         try:
             async with self._session.get(bot.url + "/healthz") as response:
                 return response.status == 200
@@ -311,13 +338,17 @@ async def running(directory: Path, processes: Any) -> AsyncIterator[Bots]:
     """The fake platform on a loopback port, and :class:`Bots` to start errbots against it
     (in ``directory``, with the ``processes`` fixture); all stopped when the block ends."""
     platform = FakeOpenPlatform(app_id="cli_e2e", app_secret=secrets.token_hex(16))
-    runner = web.AppRunner(platform.app())
+    hub = LongConnHub(app_id=platform.app_id, app_secret=platform.app_secret, client_config=TIMING)
+    app = platform.app()
+    hub.add_routes(app)
+    runner = web.AppRunner(app)
     await runner.setup()
     try:
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         async with aiohttp.ClientSession() as session:
-            bots = Bots(platform, f"http://127.0.0.1:{port}", directory, processes, session)
+            domain = f"http://127.0.0.1:{port}"
+            bots = Bots(platform, domain, directory, processes, session, hub)
             try:
                 yield bots
             finally:

@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from e2e_bots import GROUP, Bot, Bots, running, wait_until
+from e2e_bots import GROUP, Bot, Bots, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def bots(tmp_path: Path, processes) -> AsyncIterator[Bots]:
-    async with running(tmp_path, processes) as started:
-        yield started
 
 
 @pytest.fixture

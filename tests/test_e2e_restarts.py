@@ -16,11 +16,10 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from e2e_bots import Ack, Bot, Bots, Request, message_id, running, wait_until
+from e2e_bots import Ack, Bot, Bots, Request, message_id, wait_until
 
 from lark_cards.inbound.intake import INBOX_LEASE
 from lark_cards.state import STATE_FILE, SQLiteStore
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.e2e
 # once and nothing would be left queued).
 ONE_AT_A_TIME = {"BOT_ASYNC": False}
 CHATS = [f"oc_e2echat{c}{'0' * 24}" for c in range(3)]
-
-
-@pytest.fixture
-async def bots(tmp_path: Path, processes) -> AsyncIterator[Bots]:
-    async with running(tmp_path, processes) as started:
-        yield started
 
 
 def ran(command: str, *bots: Bot) -> Counter[str]:

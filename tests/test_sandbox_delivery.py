@@ -78,6 +78,7 @@ async def bot() -> AsyncIterator[FakeBot]:
 async def sandbox(bot: FakeBot) -> AsyncIterator[Sandbox]:
     config = SandboxConfig(
         port=0,
+        mode="webhook",
         bot_url=bot.url,
         encrypt_key=ENCRYPT_KEY,
         verification_token=TOKEN,

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -29,9 +30,29 @@ from lark_cards.sandbox.demo import (
 )
 from lark_cards.sandbox.runner import EVENTS_PATH, Sandbox, SandboxConfig
 from lark_cards.sandbox.state import ALICE, BOB, GROUP_CHAT
-from lark_cards.settings import Settings
+from lark_cards.settings import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bot_speaks_websocket() -> bool:
+    """Whether this checkout's backend takes ``BOT_IDENTITY["mode"] = "websocket"`` yet."""
+    identity = {"app_id": "cli_x", "app_secret": "x", "mode": "websocket"}
+    try:
+        Settings.from_config(SimpleNamespace(BOT_IDENTITY=identity))
+    except ConfigError:
+        return False
+    return True
+
+
+LONG_CONNECTION = pytest.param(
+    (),
+    id="long-connection",
+    marks=pytest.mark.skipif(
+        not _bot_speaks_websocket(), reason="the backend has no long-connection client yet"
+    ),
+)
+WEBHOOK = pytest.param(("--webhook",), id="webhook")
 
 
 def _load(path: Path):
@@ -72,7 +93,8 @@ def _wait_line(process: subprocess.Popen[str], pattern: str, timeout: float = 90
 
 
 def test_the_generated_config_is_a_valid_errbot_config(tmp_path: Path):
-    first = Sandbox(SandboxConfig(port=0, encrypt_key="k1", verification_token="t1"))
+    webhook = SandboxConfig(port=0, mode="webhook", encrypt_key="k1", verification_token="t1")
+    first = Sandbox(webhook)
     first.url = "http://127.0.0.1:9000"
     path = write_config(tmp_path, first, bot_port=8123)
     config = _load(path)
@@ -91,25 +113,67 @@ def test_the_generated_config_is_a_valid_errbot_config(tmp_path: Path):
     assert path.stat().st_mode & 0o077 == 0  # it holds the secret and the Encrypt Key
 
 
-def test_every_run_gets_fresh_secrets(monkeypatch: pytest.MonkeyPatch):
-    from lark_cards.sandbox import cli, demo
+def test_the_demo_config_uses_the_long_connection_by_default(tmp_path: Path):
+    sandbox = Sandbox(SandboxConfig(port=0))
+    sandbox.url = "http://127.0.0.1:9000"
+    config = _load(write_config(tmp_path, sandbox))
+    identity = config.BOT_IDENTITY
+    assert identity == {
+        "app_id": sandbox.config.app_id,
+        "app_secret": sandbox.config.app_secret,
+        "domain": "http://127.0.0.1:9000",
+        "mode": "websocket",
+    }  # no port to listen on, no keys: the socket is the authentication
+    assert config.BACKEND == "LarkCards"
+
+
+def _configs(monkeypatch: pytest.MonkeyPatch, *argvs: list[str]) -> list[SandboxConfig]:
+    """The SandboxConfig each command line starts the demo (``--demo``) or sandbox with."""
+    from lark_cards.sandbox import cli, demo, runner
 
     configs = []
 
-    async def fake_run_demo(config, *, demo_dir, out):
+    async def fake_run(config, **_ignored):
         configs.append(config)
         return 0
 
-    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
-    assert cli.main(["--demo"]) == 0
-    assert cli.main(["--demo", "--retry-delays", "1,2"]) == 0
-    one, two = configs
-    assert one.encrypt_key
-    assert one.encrypt_key != two.encrypt_key
-    assert one.verification_token != two.verification_token
-    assert one.app_secret != two.app_secret
+    monkeypatch.setattr(demo, "run_demo", fake_run)
+    monkeypatch.setattr(runner, "serve", fake_run)
+    for argv in argvs:
+        assert cli.main(argv) == 0
+    return configs
+
+
+def test_every_run_gets_fresh_secrets(monkeypatch: pytest.MonkeyPatch):
+    one, two, three, four = _configs(
+        monkeypatch,
+        ["--demo"],
+        ["--demo", "--retry-delays", "1,2"],
+        ["--demo", "--webhook"],
+        ["--demo", "--webhook"],
+    )
+    assert (one.mode, one.encrypt_key, one.verification_token) == ("websocket", None, None)
+    assert len({c.app_secret for c in (one, two, three, four)}) == 4
+    assert three.mode == "webhook"
+    assert three.encrypt_key
+    assert three.encrypt_key != four.encrypt_key
+    assert three.verification_token != four.verification_token
     assert one.retry_delays == (15.0, 300.0, 3600.0, 21600.0)  # Feishu's schedule (§1.8)
     assert two.retry_delays == (1.0, 2.0)
+
+
+def test_webhook_options_imply_webhook_mode(monkeypatch: pytest.MonkeyPatch):
+    url, port, key, plain = _configs(
+        monkeypatch,
+        ["--bot-url", "http://127.0.0.1:1234/hook"],
+        ["--bot-port", "8123"],
+        ["--encrypt-key", "k"],
+        ["--fragment-bytes", "64"],
+    )
+    assert (url.mode, url.bot_url) == ("webhook", "http://127.0.0.1:1234/hook")
+    assert (port.mode, port.bot_url) == ("webhook", f"http://127.0.0.1:8123{EVENTS_PATH}")
+    assert (key.mode, key.encrypt_key) == ("webhook", "k")
+    assert (plain.mode, plain.bot_url, plain.fragment_bytes) == ("websocket", None, 64)
 
 
 def test_the_cli_module_is_light_and_rejects_bad_delays(capsys: pytest.CaptureFixture[str]):
@@ -126,20 +190,32 @@ def test_the_cli_module_is_light_and_rejects_bad_delays(capsys: pytest.CaptureFi
     assert "--retry-delays" in capsys.readouterr().err
 
 
-def test_the_sandbox_alone_prints_its_url_and_config_and_stops_on_ctrl_c(processes):
-    process = processes.python("lark_cards.sandbox", "--port", "0")
+@pytest.mark.parametrize(
+    ("options", "identity"),
+    [
+        ((), r"(BOT_IDENTITY = \{.*'mode': 'websocket')"),
+        (("--webhook",), r"(BOT_IDENTITY = \{.*'encrypt_key')"),
+    ],
+)
+def test_the_sandbox_alone_prints_its_url_and_config_and_stops_on_ctrl_c(
+    processes, options: tuple[str, ...], identity: str
+):
+    process = processes.python("lark_cards.sandbox", "--port", "0", *options)
     url = _wait_line(process, r"Sandbox page: (http://127\.0\.0\.1:\d+/)", timeout=30)
-    assert _wait_line(process, r"(BOT_IDENTITY = \{.*'encrypt_key')", timeout=5)
+    assert _wait_line(process, identity, timeout=5)
     process.send_signal(signal.SIGINT)
     assert process.wait(15) == 0
     assert url.startswith("http://127.0.0.1:")
 
 
 @pytest.mark.e2e
-def test_make_demo_answers_in_the_group_and_ctrl_c_stops_both(tmp_path: Path, processes):
+@pytest.mark.parametrize("options", [LONG_CONNECTION, WEBHOOK])
+def test_make_demo_answers_in_the_group_and_ctrl_c_stops_both(
+    tmp_path: Path, processes, options: tuple[str, ...]
+):
     demo_dir = tmp_path / "demo"
     process = processes.python(
-        "lark_cards.sandbox", "--demo", "--port", "0", "--demo-dir", str(demo_dir)
+        "lark_cards.sandbox", "--demo", "--port", "0", "--demo-dir", str(demo_dir), *options
     )
     url = _wait_line(process, r"Open (http://127\.0\.0\.1:\d+)/")
     assert _pids_running(str(demo_dir)), "errbot is not running"
@@ -175,6 +251,7 @@ async def strict_feishu(tmp_path: Path) -> AsyncIterator[Sandbox]:
     bot_port = free_port()
     config = SandboxConfig(
         port=0,
+        mode="webhook",
         bot_url=f"http://127.0.0.1:{bot_port}{EVENTS_PATH}",
         encrypt_key="strict-encrypt-key",
         verification_token="strict-token",

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import TextIO
 
 PROG = "python -m lark_cards sandbox"
+BOT_PORT = 8080
 DESCRIPTION = (
     "Serve a local Feishu Open Platform on 127.0.0.1 with a browser page that draws every card "
-    "the bot sends; --demo also starts errbot with the LarkCards backend wired to it."
+    "the bot sends; --demo also starts errbot with the LarkCards backend wired to it. Events "
+    "reach the bot over Feishu's long connection (the bot connects; BOT_IDENTITY mode "
+    "'websocket'), or with --webhook as signed POSTs to the bot's event URL."
 )
 
 
@@ -29,16 +32,40 @@ def _delays(text: str) -> tuple[float, ...]:
     return delays
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sandbox's options, on ``parser`` (the command's own, or a ``sandbox`` sub-parser)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=9000, help="page and API port; 0 = any free")
     parser.add_argument("--demo", action="store_true", help="also start errbot wired to it")
     parser.add_argument("--demo-dir", default="demo", help="where --demo writes config and logs")
-    parser.add_argument("--bot-url", help="the bot's event URL (default: from --bot-port)")
-    parser.add_argument("--bot-port", type=int, default=8080, help="the bot's port (8080)")
-    parser.add_argument("--encrypt-key", help="Encrypt Key for events (default: random)")
-    parser.add_argument("--verification-token", help="Verification Token (default: random)")
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="POST events to the bot's event URL (encrypted, signed) instead of the long "
+        "connection; implied by --bot-url, --bot-port and --encrypt-key",
+    )
+    parser.add_argument("--bot-url", help="webhook: the bot's event URL (default: --bot-port's)")
+    parser.add_argument("--bot-port", type=int, help=f"webhook: the bot's port ({BOT_PORT})")
+    parser.add_argument("--encrypt-key", help="webhook: Encrypt Key for events (default: random)")
+    parser.add_argument(
+        "--verification-token", help="Verification Token (default: random with --webhook)"
+    )
+    parser.add_argument(
+        "--fragment-bytes",
+        type=_positive,
+        metavar="N",
+        help="long connection: split pushes longer than N bytes over several frames",
+    )
     parser.add_argument(
         "--retry-delays",
         type=_delays,
@@ -54,15 +81,21 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     import asyncio
     import secrets
 
-    from .runner import EVENTS_PATH, SandboxConfig, serve
+    from .runner import EVENTS_PATH, WEBHOOK, SandboxConfig, serve
 
     config = SandboxConfig(
         host=args.host,
         port=args.port,
-        bot_url=args.bot_url or f"http://127.0.0.1:{args.bot_port}{EVENTS_PATH}",
-        encrypt_key=args.encrypt_key or secrets.token_urlsafe(24),
-        verification_token=args.verification_token or secrets.token_urlsafe(16),
+        verification_token=args.verification_token,
+        fragment_bytes=args.fragment_bytes,
     )
+    bot_port = args.bot_port or BOT_PORT
+    if args.webhook or args.bot_url or args.bot_port is not None or args.encrypt_key:
+        # A webhook needs a URL to post to and keys to sign with; fresh ones on every run.
+        config.mode = WEBHOOK
+        config.bot_url = args.bot_url or f"http://127.0.0.1:{bot_port}{EVENTS_PATH}"
+        config.encrypt_key = args.encrypt_key or secrets.token_urlsafe(24)
+        config.verification_token = args.verification_token or secrets.token_urlsafe(16)
     if args.retry_delays is not None:
         config.retry_delays = args.retry_delays
     if args.demo:
@@ -70,7 +103,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
 
         demo_dir = Path(args.demo_dir).resolve()
         return asyncio.run(run_demo(config, demo_dir=demo_dir, out=out))
-    return asyncio.run(serve(config, bot_port=args.bot_port, out=out))
+    return asyncio.run(serve(config, bot_port=bot_port, out=out))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

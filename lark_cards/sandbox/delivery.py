@@ -1,11 +1,14 @@
-"""Build Feishu event envelopes and post them the way Feishu does (encrypted, signed, retried).
+"""Build Feishu event envelopes and deliver them the way Feishu does (acked in time, retried).
 
 :func:`message_envelope` and :func:`card_action_envelope` build schema 2.0 bodies
 (docs/feishu-platform.md §1.2-1.3, §6.1); :func:`event_request` encrypts and signs them
-(§1.6-1.7); :class:`Deliverer` pushes them to the bot's event URL: an event that is not
-answered with HTTP 200 within 3 s is pushed again after 15 s, 5 min, 1 h and 6 h (§1.8; the
-delays are configurable so tests use short ones), a card callback is posted once and its
-answer returned (§6.1).
+(§1.6-1.7). :class:`Deliverer` pushes them over a :class:`Channel`: an event that is not
+acked within 3 s is pushed again after 15 s, 5 min, 1 h and 6 h (§1.8; the delays are
+configurable so tests use short ones), a card callback is sent once and its answer returned
+(§6.1). Feishu applies the same ladder to both of its transports, so it is written once here
+and the channel only says how one push went: :class:`HttpChannel` POSTs to the bot's event
+URL (webhook mode); the long connection's hub (:mod:`.longconn`, §2.2) writes frames to a
+WebSocket and waits for the ack frame.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -33,6 +36,11 @@ log = logging.getLogger(__name__)
 
 ACK_DEADLINE = 3.0  # §1.8: HTTP 200 within 3 s, else the push failed
 RETRY_DELAYS = (15.0, 300.0, 3600.0, 21600.0)  # §1.8: at most 4 retries
+
+# How one push went: the answer's status (HTTP status, or an ack frame's ``code``) and body,
+# or (None, None, problem) when there was no answer; problem "timeout" when it came too late.
+Outcome = tuple[int | None, bytes | None, str | None]
+TIMEOUT = "timeout"
 
 
 def message_envelope(
@@ -166,8 +174,54 @@ class CallbackAnswer:
     error: str | None = None
 
 
+class Channel(Protocol):
+    """One way of getting a payload to the bot and its answer back."""
+
+    async def post(self, payload: dict[str, Any]) -> Outcome:
+        """Push ``payload`` once; never raises for the bot's failures (they are the Outcome)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class HttpChannel:
+    """Webhook mode: POST to the bot's event URL, encrypted and signed when there is a key."""
+
+    def __init__(self, url: str | None, *, encrypt_key: str | None, ack_deadline: float) -> None:
+        self.url = url
+        self.encrypt_key = encrypt_key
+        self.ack_deadline = ack_deadline
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, payload: dict[str, Any]) -> Outcome:
+        if not self.url:
+            return None, None, "no bot event URL is configured"
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body, headers = event_request(payload, encrypt_key=self.encrypt_key)
+        timeout = aiohttp.ClientTimeout(total=self.ack_deadline)
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                return response.status, await response.read(), None
+        except TimeoutError:
+            return None, None, TIMEOUT
+        except aiohttp.ClientError as exc:
+            return None, None, f"{type(exc).__name__}: {exc}"
+
+
 class Deliverer:
-    """Pushes events and card callbacks to the bot's event URL the way Feishu does."""
+    """Pushes events and card callbacks to the bot the way Feishu does.
+
+    Over ``channel`` when one is given (the long connection's hub, which the caller owns and
+    closes), else by POSTing to ``url`` (an :class:`HttpChannel` this deliverer owns).
+    """
 
     def __init__(
         self,
@@ -177,6 +231,7 @@ class Deliverer:
         ack_deadline: float = ACK_DEADLINE,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        channel: Channel | None = None,
     ) -> None:
         self.url = url
         self.encrypt_key = encrypt_key
@@ -184,17 +239,19 @@ class Deliverer:
         self.retry_delays = tuple(retry_delays)
         self.attempts: list[Attempt] = []
         self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
+        self._owned = channel is None
+        self.channel: Channel = channel or HttpChannel(
+            url, encrypt_key=encrypt_key, ack_deadline=ack_deadline
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        """Stop pending retries and close the HTTP session."""
+        """Stop pending retries, and close the channel when it is this deliverer's own."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._owned:
+            await self.channel.close()
 
     def push(
         self, payload: dict[str, Any], on_attempt: Callable[[Attempt], None] | None = None
@@ -212,7 +269,7 @@ class Deliverer:
         for number, delay in enumerate((0.0, *self.retry_delays)):
             if delay:
                 await self._sleep(delay)
-            status, _, problem = await self._post(payload)
+            status, _, problem = await self.channel.post(payload)
             attempt = Attempt(event_id, number, status, problem)
             self.attempts.append(attempt)
             if on_attempt is not None:
@@ -223,13 +280,13 @@ class Deliverer:
         log.warning("Event %s dropped after %d attempts", event_id, len(self.retry_delays) + 1)
 
     async def callback(self, payload: dict[str, Any]) -> CallbackAnswer:
-        """Post a card callback once and return the bot's answer (§6.1: no retries)."""
-        status, raw, problem = await self._post(payload)
+        """Send a card callback once and return the bot's answer (§6.1: no retries)."""
+        status, raw, problem = await self.channel.post(payload)
         if status is None:
-            code = CALLBACK_TIMEOUT if problem == "timeout" else CALLBACK_UNREACHABLE
+            code = CALLBACK_TIMEOUT if problem == TIMEOUT else CALLBACK_UNREACHABLE
             return CallbackAnswer(None, code, problem)
         if status != 200:
-            return CallbackAnswer(None, CALLBACK_BAD_STATUS, f"HTTP {status}")
+            return CallbackAnswer(None, CALLBACK_BAD_STATUS, f"the bot answered {status}")
         try:
             body = json.loads(raw or b"{}") if (raw or b"").strip() else {}
         except ValueError:
@@ -237,20 +294,3 @@ class Deliverer:
         if not isinstance(body, dict):
             return CallbackAnswer(None, CALLBACK_BAD_BODY, "the answer is not a JSON object")
         return CallbackAnswer(body)
-
-    async def _post(self, payload: dict[str, Any]) -> tuple[int | None, bytes | None, str | None]:
-        if not self.url:
-            return None, None, "no bot event URL is configured"
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        body, headers = event_request(payload, encrypt_key=self.encrypt_key)
-        timeout = aiohttp.ClientTimeout(total=self.ack_deadline)
-        try:
-            async with self._session.post(
-                self.url, data=body, headers=headers, timeout=timeout
-            ) as response:
-                return response.status, await response.read(), None
-        except TimeoutError:
-            return None, None, "timeout"
-        except aiohttp.ClientError as exc:
-            return None, None, f"{type(exc).__name__}: {exc}"

@@ -1,11 +1,16 @@
 """``make demo``: the sandbox plus a real ``errbot`` process with the LarkCards backend.
 
-A config is generated in a gitignored ``demo/`` directory on every run (fresh random app
-secret, Encrypt Key and Verification Token; Alice as the only bot admin, so a click by Bob on
-an admin-only button is refused; only core plugins that never touch the network, plus the
-sample ``plugins/approval`` with ``!approve`` allowed from the group), errbot is started the
-way a user starts it (``python -m errbot.cli -c demo/config.py``, the backend loaded from the
-clone root through ``BOT_EXTRA_BACKEND_DIR``), and Ctrl-C stops errbot first, then the sandbox.
+A config is generated in a gitignored ``demo/`` directory on every run (a fresh random app
+secret; Alice as the only bot admin, so a click by Bob on an admin-only button is refused; only
+core plugins that never touch the network, plus the sample ``plugins/approval`` with
+``!approve`` allowed from the group), errbot is started the way a user starts it
+(``python -m errbot.cli -c demo/config.py``, the backend loaded from the clone root through
+``BOT_EXTRA_BACKEND_DIR``), and Ctrl-C stops errbot first, then the sandbox.
+
+By default the bot takes its events over the long connection (docs/feishu-platform.md §2.2):
+it is up once the sandbox's hub sees its socket, since it serves no ``/healthz`` then. With
+``--webhook`` it listens on a free port for encrypted, signed POSTs (a fresh Encrypt Key and
+Verification Token) and is up once ``/healthz`` answers.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import TextIO
 
 import aiohttp
 
-from .runner import EVENTS_PATH, Sandbox, SandboxConfig, first_of, say, serving
+from .longconn import LongConnHub
+from .runner import EVENTS_PATH, WEBHOOK, Sandbox, SandboxConfig, first_of, say, serving
 from .state import ALICE
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone: lark_cards.plug sits here
@@ -71,8 +77,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(demo_dir: Path, sandbox: Sandbox, *, bot_port: int) -> Path:
-    """Write ``demo_dir/config.py`` connecting errbot to ``sandbox``; returns its path."""
+def write_config(demo_dir: Path, sandbox: Sandbox, *, bot_port: int | None = None) -> Path:
+    """Write ``demo_dir/config.py`` connecting errbot to ``sandbox`` (webhook mode: the bot
+    listening on ``bot_port``); returns its path."""
     (demo_dir / "data").mkdir(parents=True, exist_ok=True)
     config = demo_dir / "config.py"
     config.write_text(
@@ -87,14 +94,16 @@ def write_config(demo_dir: Path, sandbox: Sandbox, *, bot_port: int) -> Path:
             identity=sandbox.bot_identity(port=bot_port),
         )
     )
-    config.chmod(0o600)  # it holds the app secret and the Encrypt Key
+    config.chmod(0o600)  # it holds the app secret (and the Encrypt Key)
     return config
 
 
 async def run_demo(config: SandboxConfig, *, demo_dir: Path, out: TextIO) -> int:
     """Serve the sandbox and errbot until Ctrl-C (or until errbot exits); 0 when clean."""
-    bot_port = free_port()
-    config.bot_url = f"http://127.0.0.1:{bot_port}{EVENTS_PATH}"
+    bot_port = None
+    if config.mode == WEBHOOK:
+        bot_port = free_port()
+        config.bot_url = f"http://127.0.0.1:{bot_port}{EVENTS_PATH}"
     async with serving(config, "demo") as served:
         if served is None:
             return 1
@@ -104,8 +113,11 @@ async def run_demo(config: SandboxConfig, *, demo_dir: Path, out: TextIO) -> int
             log = demo_dir / "errbot.log"
             say(out, f"Starting errbot with {path} (log: {log}) …")
             process = await start_errbot(path, demo_dir)
+            hub = served.sandbox.hub
             healthy = asyncio.ensure_future(
-                wait_healthy(process, f"http://127.0.0.1:{bot_port}/healthz")
+                wait_connected(process, hub)
+                if hub is not None
+                else wait_healthy(process, f"http://127.0.0.1:{bot_port}/healthz")
             )
             await first_of(served.stop.wait(), healthy)  # Ctrl-C during start-up stops at once
             if served.stop.is_set():
@@ -158,6 +170,16 @@ async def wait_healthy(process: asyncio.subprocess.Process, url: str) -> bool:
                         return True
             await asyncio.sleep(0.2)
     return False
+
+
+async def wait_connected(process: asyncio.subprocess.Process, hub: LongConnHub) -> bool:
+    """Long connection: the bot is up once its socket is open (or not, when it exits)."""
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            await first_of(hub.wait_connected(), process.wait())
+    except TimeoutError:
+        return False
+    return process.returncode is None and bool(hub.open_connections)
 
 
 async def stop_errbot(process: asyncio.subprocess.Process, out: TextIO) -> int:

@@ -4,7 +4,9 @@ The page itself is plain HTML/CSS/JS in ``static/`` (no build step). It loads ``
 once, then long-polls ``/api/updates?since=N`` for messages that changed (new ones, PATCHed
 cards, reactions) and redraws them in place. What a user types goes through ``/api/send``:
 the platform stores it and the deliverer pushes the ``im.message.receive_v1`` event to the bot,
-encrypted, signed and retried like Feishu (:mod:`.delivery`).
+acked and retried like Feishu (:mod:`.delivery`): over the long connection when there is a
+hub (:mod:`.longconn`, whose connections the page lists and can drop or make half-open),
+else by an encrypted, signed POST.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from yarl import URL
 
 from . import actions
 from .delivery import Attempt, Deliverer, message_envelope
+from .longconn import LongConnHub
 from .openapi import FakeOpenPlatform
 from .preview import preview, samples
 from .resources import image_response
@@ -54,7 +57,8 @@ async def local_only(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 class Page:
-    """Routes for the page; ``verification_token`` goes into the events it delivers."""
+    """Routes for the page; ``verification_token`` goes into the events it delivers; ``hub``
+    is the long connection the deliverer pushes through, if it does (else webhook mode)."""
 
     def __init__(
         self,
@@ -62,10 +66,12 @@ class Page:
         deliverer: Deliverer,
         *,
         verification_token: str | None = None,
+        hub: LongConnHub | None = None,
     ) -> None:
         self.platform = platform
         self.deliverer = deliverer
         self.verification_token = verification_token
+        self.hub = hub
 
     def add_routes(self, app: web.Application) -> None:
         app.add_routes(
@@ -79,6 +85,7 @@ class Page:
                 web.post("/api/preview", self._preview),
                 web.get("/api/samples", self._samples),
                 web.get("/api/images/{image_key}", self._image),
+                *(self.hub.page_routes() if self.hub else ()),
             ]
         )
         app.middlewares.append(local_only)
@@ -98,8 +105,10 @@ class Page:
                 "bot": {"open_id": platform.bot_open_id, "name": platform.bot_name},
                 "users": list(platform.users.values()),
                 "chats": chats,
+                "mode": "webhook" if self.hub is None else "websocket",
                 "bot_url": self.deliverer.url,
                 "encrypted": bool(self.deliverer.encrypt_key),
+                "connections": [c.to_json() for c in self.hub.connections] if self.hub else [],
                 "seq": platform.conversations.seq,
                 "messages": [m.to_json() for m in platform.conversations.timeline],
             }

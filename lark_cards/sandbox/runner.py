@@ -2,8 +2,11 @@
 
 :class:`Sandbox` puts the pieces together on one port: the Open API (:mod:`.openapi`), the
 page and its API (:mod:`.page`) and the deliverer that pushes events to the bot
-(:mod:`.delivery`). :func:`serve` runs it until Ctrl-C; :mod:`.demo` runs it with a real
-``errbot``; :mod:`.cli` is the command line.
+(:mod:`.delivery`). By default the bot takes its events over Feishu's long connection, served
+here by :mod:`.longconn` (``mode = "websocket"``, docs/feishu-platform.md §2.2): the bot needs
+no port of its own. ``mode = "webhook"`` POSTs them to ``bot_url`` instead, encrypted and
+signed. :func:`serve` runs it until Ctrl-C; :mod:`.demo` runs it with a real ``errbot``;
+:mod:`.cli` is the command line.
 """
 
 from __future__ import annotations
@@ -20,21 +23,33 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from .delivery import ACK_DEADLINE, RETRY_DELAYS, Deliverer
+from .longconn import MAX_CONNECTIONS, ClientConfig, LongConnHub
 from .openapi import FakeOpenPlatform
 from .page import Page
 from .state import default_chats, default_users
 
 DEFAULT_PORT = 9000
 EVENTS_PATH = "/lark/events"
+WEBSOCKET, WEBHOOK = "websocket", "webhook"  # BOT_IDENTITY["mode"] values
+# The sandbox tells bots to ping every 10 s (the SDKs' default is 120 s, Feishu's own value
+# unknown), so the page shows a Drop being healed in a second or two and a half-open socket
+# in about 25 s (2 pings + 5 s) instead of four minutes.
+SANDBOX_TIMING = ClientConfig(ping_interval=10, reconnect_nonce=2, reconnect_interval=10)
 
 
 @dataclass
 class SandboxConfig:
-    """How the sandbox runs and how it reaches the bot."""
+    """How the sandbox runs and how it reaches the bot.
+
+    ``bot_url`` and ``encrypt_key`` are webhook settings: giving them with the long
+    connection is refused rather than ignored, so a test cannot silently wait for a bot that
+    was never going to be called.
+    """
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    bot_url: str | None = None  # the bot's event URL, e.g. http://127.0.0.1:8080/lark/events
+    mode: str = WEBSOCKET
+    bot_url: str | None = None  # webhook: the bot's event URL, e.g. http://127.0.0.1:8080/…
     app_id: str = "cli_sandbox0000000001"
     app_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     encrypt_key: str | None = None
@@ -42,6 +57,17 @@ class SandboxConfig:
     ack_deadline: float = ACK_DEADLINE
     retry_delays: tuple[float, ...] = RETRY_DELAYS
     token_ttl: int = 7200
+    # The long connection (§2.2): what pongs tell clients, the app's socket limit, and
+    # payloads longer than fragment_bytes split over several frames.
+    client_config: ClientConfig = SANDBOX_TIMING
+    max_connections: int = MAX_CONNECTIONS
+    fragment_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in (WEBSOCKET, WEBHOOK):
+            raise ValueError(f"mode must be {WEBSOCKET!r} or {WEBHOOK!r}, not {self.mode!r}")
+        if self.mode == WEBSOCKET and (self.bot_url or self.encrypt_key):
+            raise ValueError("bot_url and encrypt_key are for mode='webhook'")
 
 
 class Sandbox:
@@ -56,19 +82,35 @@ class Sandbox:
             users=default_users(),
             chats=default_chats(),
         )
+        self.hub: LongConnHub | None = None
+        if config.mode == WEBSOCKET:
+            self.hub = LongConnHub(
+                app_id=config.app_id,
+                app_secret=config.app_secret,
+                client_config=config.client_config,
+                max_connections=config.max_connections,
+                ack_deadline=config.ack_deadline,
+                fragment_bytes=config.fragment_bytes,
+            )
         self.deliverer = Deliverer(
             config.bot_url,
             encrypt_key=config.encrypt_key,
             ack_deadline=config.ack_deadline,
             retry_delays=config.retry_delays,
+            channel=self.hub,
         )
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = self.platform.app()
+        if self.hub is not None:
+            self.hub.add_routes(app)
         page = Page(
-            self.platform, self.deliverer, verification_token=self.config.verification_token
+            self.platform,
+            self.deliverer,
+            verification_token=self.config.verification_token,
+            hub=self.hub,
         )
         page.add_routes(app)
         return app
@@ -89,20 +131,26 @@ class Sandbox:
 
     async def stop(self) -> None:
         await self.deliverer.close()
+        if self.hub is not None:
+            await self.hub.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    def bot_identity(self, *, port: int, host: str = "127.0.0.1") -> dict[str, Any]:
-        """The ``BOT_IDENTITY`` that connects a bot to this sandbox (listening on ``port``)."""
+    def bot_identity(self, *, port: int | None = None, host: str = "127.0.0.1") -> dict[str, Any]:
+        """The ``BOT_IDENTITY`` that connects a bot to this sandbox: over the long connection
+        (nothing to listen on), or in webhook mode listening on ``host``:``port``."""
         identity: dict[str, Any] = {
             "app_id": self.config.app_id,
             "app_secret": self.config.app_secret,
             "domain": self.url,
-            "host": host,
-            "port": port,
-            "path": EVENTS_PATH,
         }
+        if self.config.mode == WEBSOCKET:
+            identity["mode"] = WEBSOCKET
+        elif port is None:
+            raise ValueError("a webhook bot_identity needs the bot's port")
+        else:
+            identity |= {"host": host, "port": port, "path": EVENTS_PATH}
         if self.config.verification_token:
             identity["verification_token"] = self.config.verification_token
         if self.config.encrypt_key:
@@ -138,14 +186,17 @@ async def serving(config: SandboxConfig, who: str) -> AsyncIterator[Served | Non
             await sandbox.stop()
 
 
-async def serve(config: SandboxConfig, *, bot_port: int, out: TextIO) -> int:
+async def serve(config: SandboxConfig, *, bot_port: int | None, out: TextIO) -> int:
     """Serve the sandbox alone until Ctrl-C, telling the user how to point a bot at it."""
     async with serving(config, "sandbox") as served:
         if served is None:
             return 1
         identity = served.sandbox.bot_identity(port=bot_port)
         say(out, f"Sandbox page: {served.url}/")
-        say(out, f"Events go to: {config.bot_url}")
+        if config.mode == WEBSOCKET:
+            say(out, "Events go over the long connection the bot opens (no bot port needed)")
+        else:
+            say(out, f"Events go to: {config.bot_url}")
         say(out, "Put this in the bot's config.py:\n")
         say(out, f"BOT_IDENTITY = {identity!r}\n")
         await served.stop.wait()

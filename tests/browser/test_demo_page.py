@@ -113,3 +113,37 @@ def test_status_card_for_the_readme(browser, demo: Demo, screenshots: Path):
     _send(driver, "!whoami")
     wait_for(driver, lambda d: len(_bot_cards(d)) >= 2)
     _readme_picture(driver, screenshots, "demo-status.png", "demo.png")
+
+
+def test_the_demo_runs_over_the_long_connection_and_heals_a_dropped_socket(
+    browser, demo: Demo, screenshots: Path
+):
+    """``make demo``'s default: the bot opened no port, it connected to the sandbox. The
+    page's Drop button cuts that socket as a network would; the bot connects again (the page
+    shows a new connection) and the next command is answered, once."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    open_page(driver, demo.url, GROUP)
+    summary = driver.find_element(By.ID, "longconn-summary")
+    wait_for(driver, lambda d: summary.text.startswith("Long connection: 1 connected"))
+    (first,) = driver.find_elements(By.CSS_SELECTOR, "#connection-list li.connection")
+    first_id = first.get_attribute("data-connection-id")
+    drop = next(
+        b for b in first.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Drop"
+    )
+    drop.click()
+
+    def reconnected(d) -> bool:
+        items = d.find_elements(By.CSS_SELECTOR, "#connection-list li.connection")
+        ids = [item.get_attribute("data-connection-id") for item in items]
+        return bool(ids) and first_id not in ids
+
+    wait_for(driver, reconnected, timeout=20)
+    assert summary.text.startswith("Long connection: 1 connected")
+    driver.save_screenshot(str(screenshots / "demo-longconn-reconnected.png"))
+    before = len(_bot_cards(driver))
+    _send(driver, "!echo still here")
+    wait_for(driver, lambda d: len(_bot_cards(d)) > before)
+    assert "still here" in _bot_cards(driver)[-1].text
+    assert not any("--bot-port" in line or "healthz" in line for line in demo.lines)

@@ -328,6 +328,51 @@
     }
   }
 
+  // ---- long connection -----------------------------------------------------------------
+
+  // The bot's sockets to the sandbox (websocket mode), with the faults a network has:
+  // Drop cuts one without a close frame, Half-open keeps it open but silent both ways.
+  function renderConnections(connections) {
+    const open = connections.filter((c) => c.state === "open").length;
+    const halfOpen = connections.length - open;
+    $("longconn-summary").textContent = `Long connection: ${open} connected`
+      + (halfOpen ? ` · ${halfOpen} half-open` : "");
+    const list = $("connection-list");
+    list.replaceChildren();
+    connections.forEach((conn) => {
+      const item = el("li", "connection state-" + conn.state);
+      item.dataset.connectionId = conn.id;
+      const ping = conn.last_ping ? `last ping ${new Date(conn.last_ping).toLocaleTimeString()}` : "no ping yet";
+      const label = el("span", "connection-label", `${conn.id} · ${conn.state}`);
+      label.title = `device ${conn.device_id}, connected ${new Date(conn.connected_at).toLocaleTimeString()}, ${ping}`;
+      item.appendChild(label);
+      [["drop", "Drop"], ["half-open", "Half-open"]].forEach(([fault, text]) => {
+        if (fault === "half-open" && conn.state !== "open") return;
+        const button = el("button", "connection-fault", text);
+        button.type = "button";
+        button.dataset.fault = fault;
+        button.addEventListener("click", () => injectFault(conn.id, fault));
+        item.appendChild(button);
+      });
+      list.appendChild(item);
+    });
+  }
+
+  async function injectFault(id, fault) {
+    try {
+      renderConnections(await api(`/api/connections/${encodeURIComponent(id)}/${fault}`, {}));
+    } catch (error) {
+      toast("error", String(error.message || error));
+    }
+  }
+
+  async function watchConnections() {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      try { renderConnections(await api("/api/connections")); } catch (error) { /* retried */ }
+    }
+  }
+
   function openPreview() {
     state.view = "preview";
     $("chat-view").hidden = true;
@@ -344,9 +389,16 @@
     state.chats = initial.chats;
     state.seq = initial.seq;
     initial.messages.forEach((m) => state.messages.set(m.message_id, m));
-    $("bot-status").textContent = initial.bot_url
-      ? `events → ${initial.bot_url}${initial.encrypted ? " (encrypted, signed)" : ""}`
-      : "no bot URL configured";
+    if (initial.mode === "websocket") {
+      $("bot-status").textContent = "events over the long connection the bot opens";
+      $("longconn").hidden = false;
+      renderConnections(initial.connections || []);
+      watchConnections();
+    } else {
+      $("bot-status").textContent = initial.bot_url
+        ? `events → ${initial.bot_url}${initial.encrypted ? " (encrypted, signed)" : ""}`
+        : "no bot URL configured";
+    }
     const group = state.chats.find((c) => c.chat_mode !== "p2p") || state.chats[0];
     openChat(group.chat_id);
     $("composer").addEventListener("submit", send);
