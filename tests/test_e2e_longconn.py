@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import Counter
 from typing import Any
 
@@ -168,3 +169,20 @@ async def test_two_instances_share_the_pushes_and_run_each_event_once(bots, redi
     assert runs == Counter({str(n): 1 for n in range(12)}), bots.logs()
     assert a.runs("!echo"), "cluster mode gave every push to b"
     assert b.runs("!echo"), "cluster mode gave every push to a"
+
+
+async def test_sigterm_closes_the_connection_and_lets_running_commands_answer(bots, bot):
+    questions = [bot.message("!slow 2") for _ in range(3)]
+    for question in questions:
+        assert (await bots.hub.post(question))[0] == 200
+    await wait_until(
+        lambda: bot.log().count("slow command started") == 3, 30, "three running !slow commands"
+    )
+    assert await bot.stop(signal.SIGTERM, 60) == 0, bot.tail()
+    assert [bots.answers(message_id(q)) for q in questions] == [["slept 2 s"]] * 3, bot.tail()
+    log = bot.log()
+    assert "Long connection closed" in log
+    assert "Long connection lost" not in log  # a stop is no loss: nothing reconnected
+    assert "Traceback" not in log
+    assert bots.platform.app_secret not in log
+    await wait_until(lambda: not bots.hub.connections, 5, "the hub to see the socket closed")
