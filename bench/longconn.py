@@ -28,7 +28,8 @@ from lark_cards.sandbox.longconn import LongConnHub
 from lark_cards.settings import Settings
 from lark_cards.transport.dedup import MemoryClaims, TTLSet
 from lark_cards.transport.endpoint import ClientConfig
-from lark_cards.transport.longconn import LongConnection, PushedEvents
+from lark_cards.transport.longconn import LongConnection
+from lark_cards.transport.pushed import PushedEvents
 from lark_cards.transport.reception import Reception
 
 APP_ID, SECRET = "cli_bench", "bench-secret"

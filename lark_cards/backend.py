@@ -43,7 +43,8 @@ from lark_cards.plugin_api import PluginAPI
 from lark_cards.render import RenderOptions
 from lark_cards.rooms import LarkRoomOperations
 from lark_cards.settings import ConfigError, Settings
-from lark_cards.transport.longconn import Fatal, LongConnection, PushedEvents
+from lark_cards.transport.longconn import Fatal, LongConnection
+from lark_cards.transport.pushed import PushedEvents
 from lark_cards.transport.reception import Reception
 from lark_cards.transport.server import start_server
 from lark_cards.transport.webhook import create_app

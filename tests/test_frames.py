@@ -167,10 +167,10 @@ def test_an_incomplete_message_expires_after_the_ttl():
 
 
 def test_memory_stays_bounded_by_dropping_the_oldest_partial_messages():
-    joined = Fragments(max_bytes=100)
+    joined = Fragments(max_bytes=3 * (Fragments.ENTRY_COST + 30) + 10)
     for number in range(10):
         joined.add(f"m{number}", 2, 0, b"x" * 30, now=0)
-    assert len(joined) == 3  # 90 bytes kept, the seven oldest dropped
+    assert len(joined) == 3  # three entries fit, the seven oldest were dropped
     assert joined.add("m9", 2, 1, b"y", now=0) == b"x" * 30 + b"y"
     assert joined.add("m0", 2, 1, b"y", now=0) is None
 
@@ -180,6 +180,21 @@ def test_a_new_split_of_the_same_message_starts_over():
     joined.add("m1", 3, 0, b"a", now=0)
     assert joined.add("m1", 2, 0, b"ab", now=0) is None
     assert joined.add("m1", 2, 1, b"cd", now=0) == b"abcd"
+
+
+def test_a_flood_of_empty_parts_is_bounded_and_cheap():
+    joined = Fragments(max_bytes=1 << 20)
+    for number in range(50_000):  # quadratic expiry would take minutes here
+        joined.add(f"m{number}", 2, 0, b"", now=number * 1e-4)
+    assert len(joined) == (1 << 20) // Fragments.ENTRY_COST
+    joined.expire(now=100.0)
+    assert len(joined) == 0
+
+
+def test_more_headers_than_feishu_ever_sends_are_refused():
+    many = frames.Frame(headers=tuple(("k", "v") for _ in range(frames.MAX_HEADERS + 1)))
+    with pytest.raises(FrameError, match="headers"):
+        frames.decode(frames.encode(many))
 
 
 @pytest.mark.parametrize(("total", "seq"), [(0, 0), (2, 2), (2, -1), (10_000, 0)])

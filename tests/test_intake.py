@@ -87,3 +87,19 @@ async def test_an_instance_does_not_run_what_another_live_one_holds() -> None:
     assert await running.claim(event)
     assert not await other.claim(event)  # the retry landed on the other instance
     assert await other.recover() == []  # and it does not take the event from the inbox
+
+
+class InboxDown(MemoryStore):
+    """Claims work; the inbox write after them fails (a store failing between two calls)."""
+
+    async def inbox_add(self, *args: object, **kwargs: object) -> bool:
+        raise ConnectionError("the store went away")
+
+
+async def test_a_claimed_event_whose_inbox_write_fails_is_still_taken() -> None:
+    """Refusing it now would leave a claim that turns Feishu's retry into a duplicate that
+    nothing runs: the event is taken (and runs from memory) instead."""
+    intake = Intake(InboxDown(), owner="a", ttl=TTL)
+    event = envelope("p2p_text")
+    assert await intake.claim(event) is True
+    assert await intake.claim(event) is False  # the retry: a duplicate, already running

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
-from feishu_payloads import PLAIN, load, plain_body
+from feishu_payloads import PLAIN, load, plain_body, with_ids
 
 from lark_cards.transport import frames
 from lark_cards.transport.dedup import MemoryClaims, TTLSet
 from lark_cards.transport.endpoint import Backoff, Fatal
 from lark_cards.transport.envelope import Envelope
-from lark_cards.transport.longconn import LongConnection, PushedEvents
+from lark_cards.transport.longconn import LongConnection
+from lark_cards.transport.pushed import PushedEvents
 from lark_cards.transport.reception import Reception
 
 SERVICE = 77
@@ -41,6 +42,10 @@ class ScriptedFeishu:
         self.sockets: list[web.WebSocketResponse] = []
         self.received: list[list[frames.Frame]] = []
         self.silent = False  # stop answering pings (the socket looks alive but is deaf)
+        self.timing: dict[str, Any] = dict(TIMING)  # discovery's ClientConfig
+        self.pong = b'{"PingInterval":1}'
+        self.close_at_once = False  # accept the socket, then close it
+        self.discovery_hangs = False
         self.closed_by_client: list[int] = []
         self.opened = asyncio.Condition()
         self.server: TestServer | None = None
@@ -53,13 +58,15 @@ class ScriptedFeishu:
 
     async def _discover(self, request: web.Request) -> web.Response:
         self.discoveries.append(await request.json())
+        if self.discovery_hangs:
+            await asyncio.sleep(30)
         if self.discovery_answers:
             status, body = self.discovery_answers.pop(0)
             return web.json_response(body, status=status)
         number = len(self.discoveries)
         url = f"ws://{request.host}/ws/v2?device_id=d{number}&service_id={SERVICE}&ticket=t{number}"
         return web.json_response(
-            {"code": 0, "msg": "", "data": {"URL": url, "ClientConfig": TIMING}}
+            {"code": 0, "msg": "", "data": {"URL": url, "ClientConfig": self.timing}}
         )
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
@@ -73,6 +80,9 @@ class ScriptedFeishu:
             self.sockets.append(socket)
             self.received.append(received)
             self.opened.notify_all()
+        if self.close_at_once:
+            await socket.close()
+            return socket
         async for message in socket:
             if message.type is not WSMsgType.BINARY:
                 continue
@@ -80,7 +90,7 @@ class ScriptedFeishu:
             received.append(frame)
             if frame.type == frames.PING and not self.silent:
                 pong = frames.Frame(service=frame.service, headers=(("type", "pong"),))
-                await socket.send_bytes(frames.encode(replace(pong, payload=b'{"PingInterval":1}')))
+                await socket.send_bytes(frames.encode(replace(pong, payload=self.pong)))
         if socket.close_code is not None:
             self.closed_by_client.append(socket.close_code)
         return socket
@@ -104,10 +114,11 @@ async def wait_for_frame(
 
 
 class Client:
-    def __init__(self, feishu: ScriptedFeishu, url: str) -> None:
+    def __init__(self, feishu: ScriptedFeishu, url: str, claims: Any = None) -> None:
         self.dispatched: list[Envelope] = []
         settings = replace(PLAIN, base_url=url, mode="websocket", request_timeout=2.0)
-        reception = Reception(self.dispatched.append, MemoryClaims(TTLSet(3600, 100)))
+        claims = claims or MemoryClaims(TTLSet(3600, 100))
+        reception = Reception(self.dispatched.append, claims)
         self.connection = LongConnection(
             settings, PushedEvents(settings, reception), backoff=Backoff(rand=lambda: 0.0)
         )
@@ -235,15 +246,14 @@ async def test_a_forbidden_handshake_is_fatal_only_when_fresh_tickets_keep_getti
     assert len(scripted.discoveries) == 3  # a stale ticket would have passed the second time
 
 
-async def test_transient_failures_are_retried_until_it_connects(feishu, client):
+async def test_transient_failures_are_retried_until_it_connects(feishu):
     scripted, url = feishu
-    await client.connection.close()
     scripted.discovery_answers = [(503, {}), (200, {"code": 1, "msg": "system busy"})]
     retrying = Client(scripted, url)
     retrying.connection.start()
     try:
-        await scripted.connected(2)
-        assert len(scripted.discoveries) == 4  # the first client's, two failures, one success
+        await scripted.connected(1)
+        assert len(scripted.discoveries) == 3  # two failures, one success
     finally:
         await retrying.connection.close()
 
@@ -275,3 +285,173 @@ async def test_close_while_connecting_ends_at_once(feishu):
     assert asyncio.get_running_loop().time() - started < 1.0
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class SlowClaims:
+    """Claims that take ``seconds`` each (a busy SQLite, a slow Redis); records finished ones."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.claims = MemoryClaims(TTLSet(3600, 100))
+        self.finished = 0
+
+    async def claim(self, envelope: Envelope) -> bool:
+        await asyncio.sleep(self.seconds)
+        new = await self.claims.claim(envelope)
+        self.finished += 1
+        return new
+
+
+def three_events() -> list[bytes]:
+    return [
+        pushed_event(
+            plain_body(with_ids(load("p2p_text"), event_id=f"e{n}", message_id=f"om{n}")), n
+        )
+        for n in range(1, 4)
+    ]
+
+
+async def test_close_acks_every_frame_already_read_before_its_close_frame(feishu):
+    scripted, url = feishu
+    client = Client(scripted, url, SlowClaims(0.5))
+    client.connection.start()
+    socket = await scripted.connected(1)
+    for event in three_events():
+        await socket.send_bytes(event)
+    await asyncio.sleep(0.1)  # read, not yet claimed
+    await client.connection.close()
+    acks = [f for f in scripted.received[0] if f.method == frames.DATA]
+    assert sorted(a.seq_id for a in acks) == [1, 2, 3]
+    assert {json.loads(a.payload or b"")["code"] for a in acks} == {200}
+    assert len(client.dispatched) == 3
+
+
+async def test_a_lost_socket_never_cuts_a_claim_in_half(feishu):
+    """The socket goes while claims run: no ack can be sent, but every claim finishes and its
+    event runs; Feishu's next push of them finds the claims."""
+    scripted, url = feishu
+    claims = SlowClaims(1.0)
+    client = Client(scripted, url, claims)
+    client.connection.start()
+    try:
+        socket = await scripted.connected(1)
+        for event in three_events():
+            await socket.send_bytes(event)
+        await asyncio.sleep(0.2)
+        socket._req.transport.abort()  # type: ignore[union-attr]
+        await scripted.connected(2)
+        for _ in range(100):
+            if len(client.dispatched) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert len(client.dispatched) == 3
+    finally:
+        await client.connection.close()
+
+
+async def test_a_claim_slower_than_feishus_deadline_is_acked_500_in_time_and_still_runs(feishu):
+    scripted, url = feishu
+    client = Client(scripted, url, SlowClaims(4.0))
+    client.connection.start()
+    try:
+        socket = await scripted.connected(1)
+        started = asyncio.get_running_loop().time()
+        await socket.send_bytes(three_events()[0])
+        ack = await wait_for_frame(scripted.received[0], "ack", limit=4)
+        took = asyncio.get_running_loop().time() - started
+        assert json.loads(ack.payload or b"") == {"code": 500}
+        assert took < 3.0  # Feishu waits 3 s
+        for _ in range(60):
+            if client.dispatched:
+                break
+            await asyncio.sleep(0.1)
+        assert len(client.dispatched) == 1  # the claim went on and the event runs, once
+    finally:
+        await client.connection.close()
+
+
+async def test_frames_are_acked_side_by_side_not_one_after_another(feishu):
+    scripted, url = feishu
+    client = Client(scripted, url, SlowClaims(1.0))
+    client.connection.start()
+    try:
+        socket = await scripted.connected(1)
+        started = asyncio.get_running_loop().time()
+        for event in three_events():
+            await socket.send_bytes(event)
+        for _ in range(200):
+            if len([f for f in scripted.received[0] if f.method == frames.DATA]) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert asyncio.get_running_loop().time() - started < 2.0  # not 3 × 1 s
+    finally:
+        await client.connection.close()
+
+
+async def test_a_socket_closed_at_once_is_retried_with_growing_waits_not_a_hot_loop(feishu):
+    scripted, url = feishu
+    scripted.close_at_once = True
+    scripted.timing = {**TIMING, "ReconnectNonce": 0, "ReconnectInterval": 0}
+    client = Client(scripted, url)
+    client.connection.start()
+    await asyncio.sleep(3.0)
+    await client.connection.close()
+    assert 2 <= len(scripted.discoveries) <= 5  # 0.5 s, 1 s, 2 s apart at least
+
+
+async def test_a_pong_that_shortens_the_interval_retimes_the_pings_at_once(feishu):
+    scripted, url = feishu
+    scripted.timing = {**TIMING, "PingInterval": 30}  # discovery: 30 s; pongs then say 1 s
+    client = Client(scripted, url)
+    client.connection.start()
+    try:
+        await scripted.connected(1)
+        await asyncio.sleep(4.5)  # the 30 s pinger would be declared dead by the 1 s liveness
+        assert len(scripted.sockets) == 1
+        pings = [f for f in scripted.received[0] if f.type == frames.PING]
+        assert len(pings) >= 4
+    finally:
+        await client.connection.close()
+
+
+@pytest.mark.parametrize(
+    "pong",
+    [
+        b'{"ReconnectCount": Infinity}',
+        b'{"ReconnectCount": 1e999}',
+        b'{"PingInterval": ' + b"9" * 400 + b"}",
+        b"\xff",
+    ],
+)
+async def test_absurd_timing_in_a_pong_is_ignored(feishu, pong):
+    scripted, url = feishu
+    scripted.pong = pong
+    client = Client(scripted, url)
+    client.connection.start()
+    try:
+        socket = await scripted.connected(1)
+        await asyncio.sleep(1.5)
+        await socket.send_bytes(pushed_event(plain_body(load("p2p_text"))))
+        await wait_for_frame(scripted.received[0], "ack")
+        assert client.connection.task is not None
+        assert not client.connection.task.done()
+        assert client.connection.config.ping_interval == 1.0
+    finally:
+        await client.connection.close()
+
+
+async def test_close_during_a_discovery_that_hangs_is_immediate(feishu):
+    scripted, url = feishu
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+    scripted._discover = hang  # type: ignore[method-assign]
+    client = Client(scripted, url)
+    client.connection.start()
+    await asyncio.sleep(0.3)
+    started = asyncio.get_running_loop().time()
+    await client.connection.close()
+    assert asyncio.get_running_loop().time() - started < 0.5
+    assert scripted.discoveries  # it was waiting on one

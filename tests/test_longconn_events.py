@@ -24,7 +24,7 @@ from lark_cards.transport.endpoint import (
     read_endpoint,
 )
 from lark_cards.transport.envelope import Envelope
-from lark_cards.transport.longconn import PushedEvents
+from lark_cards.transport.pushed import PushedEvents
 from lark_cards.transport.reception import Reception
 
 WS_URL = (
@@ -180,6 +180,25 @@ async def test_bad_fragment_headers_are_refused(total, seq):
     assert await Pushed().push(b"{}", sum=total, seq=seq) == {"code": 400}
 
 
+async def test_an_answer_that_cannot_be_encoded_is_replaced_by_an_empty_one():
+    reception = Reception(
+        lambda e: None,
+        MemoryClaims(TTLSet(60, 10)),
+        respond=lambda e: {"toast": {"type": "info", "content": "\ud800"}},
+    )
+    events = PushedEvents(PLAIN, reception)
+    acked = await events.handle(frame(plain_body(load("card_action"))))
+    assert acked is not None
+    body = json.loads(acked.payload or b"")
+    assert body["code"] == 200
+    assert json.loads(base64.b64decode(body["data"])) == {}
+
+
+@pytest.mark.parametrize("value", ["³", "9" * 5000, "1.5", " 1"])
+async def test_fragment_numbers_that_are_not_plain_digits_are_refused(value):
+    assert await Pushed().push(b"{}", sum=value, seq="0") == {"code": 400}
+
+
 class SlowClaims:
     """Claims that take 250 ms of their own clock."""
 
@@ -235,12 +254,21 @@ def test_discovery_gives_the_url_exactly_and_feishus_timing():
         (200, discovery(URL="https://x/ws"), Transient, "WebSocket URL"),
         (200, discovery(URL="wss://x/ws?device_id=1"), Transient, "service_id"),
         (200, json.dumps({"code": 0}).encode(), Transient, "data"),
+        (200, discovery(URL="ws://[::1/ws?service_id=1&ticket=secret"), Transient, "URL"),
+        (200, discovery(URL="wss://x/ws?service_id=--5"), Transient, "service_id"),
+        (200, discovery(URL="wss://x/ws?service_id=³"), Transient, "service_id"),
     ],
 )
 def test_discovery_failures_are_fatal_only_when_a_retry_cannot_help(status, body, error, says):
     with pytest.raises(error, match=says) as raised:
         read_endpoint(status, body, ClientConfig())
     assert "\n" not in str(raised.value)
+
+
+def test_no_ticket_reaches_an_error_message():
+    with pytest.raises(Transient) as raised:
+        read_endpoint(200, discovery(URL="ws://[::1/ws?ticket=t-secret"), ClientConfig())
+    assert "t-secret" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -278,6 +306,10 @@ def test_a_refused_handshake_is_read_from_its_headers(headers, error, says):
             {"ReconnectNonce": 0, "ReconnectCount": 3},
             ClientConfig(reconnect_nonce=0.0, reconnect_count=3),
         ),
+        ({"ReconnectCount": float("inf")}, ClientConfig()),
+        ({"ReconnectCount": 10**400}, ClientConfig()),
+        ({"PingInterval": 10**400}, ClientConfig()),
+        ({"ReconnectInterval": 0}, ClientConfig()),  # a zero wait would be a hot loop
         ([1], ClientConfig()),
         (None, ClientConfig()),
     ],
@@ -292,6 +324,8 @@ def test_backoff_is_jittered_exponential_and_bounded_by_feishus_interval():
     assert [high.after_failure(n, config) for n in range(1, 8)] == [1, 2, 4, 8, 16, 20, 20]
     assert high.after_failure(10_000, config) == 20  # no overflow however long it fails
     low = Backoff(rand=lambda: 0.0)
-    assert low.after_failure(3, config) == 0.1  # never a busy loop
+    assert [low.after_failure(n, config) for n in (1, 3, 9)] == [0.5, 2, 10]  # half, at least
+    tiny = ClientConfig(reconnect_interval=1.0, reconnect_nonce=0.0)
+    assert low.after_failure(1, tiny) == 0.5  # never a busy loop, whatever Feishu says
     assert Backoff(rand=lambda: 0.5).after_drop(config) == 15.0  # a share of ReconnectNonce
     assert Backoff(rand=lambda: 0.5).after_drop(ClientConfig(reconnect_nonce=0)) == 0

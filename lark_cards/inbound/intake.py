@@ -69,7 +69,16 @@ class Intake:
         """True when the event is new: it is now claimed and in the inbox, leased to us."""
         if not await self.store.claim(dedup_keys(envelope), self._ttl):
             return False
-        await self.store.inbox_add(envelope.event_id, dumps(envelope), self.owner, self._lease)
+        try:
+            await self.store.inbox_add(envelope.event_id, dumps(envelope), self.owner, self._lease)
+        except Exception as error:
+            # Claimed already: refusing now would make Feishu's retry a "duplicate" that
+            # nothing runs. Run it from memory instead; only a crash before then loses it.
+            log.warning(
+                "event %s claimed but not kept in the inbox (%s): it runs from memory",
+                envelope.event_id,
+                error,
+            )
         self._in_flight.add(envelope.event_id)
         return True
 

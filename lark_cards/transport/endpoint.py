@@ -13,7 +13,9 @@ fix, because it is the one line the user reads before the bot stops.
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,6 +35,9 @@ _SELF_BUILT = (
     "the app must be a self-built (企业自建) Feishu app with events and callbacks set to "
     "'persistent connection'; Lark international apps use mode 'webhook'"
 )
+
+
+_SERVICE_ID = re.compile(r"-?[0-9]{1,10}")  # an int32 (§2.2: ping frames carry it)
 
 
 class Fatal(Exception):
@@ -69,14 +74,14 @@ class ClientConfig:
         changes: dict[str, Any] = {}
         for key, name, lowest in (
             ("PingInterval", "ping_interval", 1.0),
-            ("ReconnectInterval", "reconnect_interval", 0.0),
+            ("ReconnectInterval", "reconnect_interval", 1.0),
             ("ReconnectNonce", "reconnect_nonce", 0.0),
         ):
             value = _number(raw.get(key))
             if value is not None and lowest <= value <= 86400:
                 changes[name] = value
         count = _number(raw.get("ReconnectCount"))
-        if count is not None and count == int(count):
+        if count is not None and -1 <= count <= 1e6 and count == int(count):
             changes["reconnect_count"] = int(count)
         return replace(self, **changes) if changes else self
 
@@ -100,10 +105,15 @@ class ClientConfig:
 
 
 def _number(value: Any) -> float | None:
-    """A JSON number as a float (a bool is no number here); None for anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    """A finite JSON number as a float (a bool is no number here); None for anything else,
+    an integer too large for a float included."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +150,16 @@ def read_endpoint(status: int, body: bytes, config: ClientConfig) -> Endpoint:
     if not isinstance(data, Mapping):
         raise Transient("endpoint discovery answered without data")
     url = data.get("URL")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("ws", "wss"):
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:  # e.g. "ws://[::1/": never the URL in the message (it holds a ticket)
+        parts = None
+    if not isinstance(url, str) or parts is None or parts.scheme not in ("ws", "wss"):
         raise Transient("endpoint discovery answered without a WebSocket URL")
-    query = parse_qs(urlsplit(url).query)
+    query = parse_qs(parts.query)
     device_id = (query.get("device_id") or [""])[0]
     service = (query.get("service_id") or [""])[0]
-    if not service.lstrip("-").isdigit():
+    if not _SERVICE_ID.fullmatch(service):
         raise Transient("the WebSocket URL names no service_id")
     return Endpoint(url, device_id, int(service), config.updated(data.get("ClientConfig")))
 
@@ -173,8 +187,9 @@ class Backoff:
 
     After a connection that worked is lost, the first try waits a random share of
     ``ReconnectNonce`` (Feishu asks this so its clients do not all come back at once, §2.2);
-    each failed try after that waits "full jitter" exponential backoff,
-    ``random() × min(ReconnectInterval, first × 2^n)``.
+    each failed try after that waits "equal jitter" exponential backoff: half of
+    ``min(ReconnectInterval, first × 2^n)`` plus a random share of the other half, so however
+    Feishu's numbers are set, tries are at least ``first / 2`` apart.
     """
 
     def __init__(self, *, first: float = 1.0, rand: Callable[[], float] = random.random) -> None:
@@ -187,4 +202,5 @@ class Backoff:
     def after_failure(self, failures: int, config: ClientConfig) -> float:
         """The wait after ``failures`` (≥ 1) tries in a row failed."""
         window = min(config.reconnect_interval, self.first * 2 ** min(failures - 1, 30))
-        return max(self._rand() * window, min(0.1, window))
+        window = max(window, self.first)
+        return window / 2 + self._rand() * window / 2

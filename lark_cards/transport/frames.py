@@ -53,6 +53,7 @@ _FIXED64 = 1
 _LENGTH = 2
 _FIXED32 = 5
 _UINT64 = (1 << 64) - 1
+MAX_HEADERS = 64  # Feishu sends about six; a frame of millions of headers is an attack
 
 
 class FrameError(ValueError):
@@ -161,6 +162,8 @@ def decode(data: bytes) -> Frame:
         elif number in (3, 4) and wire == _VARINT:
             fields["service" if number == 3 else "method"] = _int32(value)
         elif number == 5 and wire == _LENGTH:
+            if len(headers) == MAX_HEADERS:
+                raise FrameError(f"more than {MAX_HEADERS} headers")
             headers.append(_header(value))
         elif number in (6, 7, 9) and wire == _LENGTH:
             name = {6: "payload_encoding", 7: "payload_type", 9: "log_id_new"}[number]
@@ -245,8 +248,12 @@ class Fragments:
 
     Memory is bounded: a message not complete within ``ttl`` seconds is dropped (Feishu
     redelivers it, since it was never acked), and when ``max_bytes`` would be exceeded the
-    oldest partial messages go first. Times come from the caller, so tests need no clock.
+    oldest partial messages go first (each counts at least ``ENTRY_COST``, so a flood of empty
+    parts is bounded too). Work is bounded: expiry looks at the oldest entries only. Times come
+    from the caller (never going back), so tests need no clock.
     """
+
+    ENTRY_COST = 1024  # what one partial message counts for, beyond its parts' bytes
 
     def __init__(self, *, ttl: float = 5.0, max_bytes: int = 8 << 20, max_parts: int = 256):
         self.ttl = ttl
@@ -266,10 +273,14 @@ class Fragments:
         if not 1 <= total <= self.max_parts or not 0 <= seq < total:
             raise FrameError(f"fragment {seq} of {total} is out of range")
         self.expire(now)
-        started, parts = self._partial.get(message_id, (now, [None] * total))
-        if len(parts) != total:  # the sender started over with another split
+        known = self._partial.get(message_id)
+        if known is not None and len(known[1]) != total:  # started over with another split
             self._drop(message_id)
-            started, parts = now, [None] * total
+            known = None
+        if known is None:
+            known = (now, [None] * total)
+            self._bytes += self.ENTRY_COST
+        started, parts = known
         old = parts[seq]
         self._bytes += len(part) - (len(old) if old is not None else 0)
         parts[seq] = part
@@ -282,11 +293,15 @@ class Fragments:
         return None
 
     def expire(self, now: float) -> None:
-        """Drop partial messages older than ``ttl``."""
-        for message_id, (started, _) in list(self._partial.items()):
-            if now - started > self.ttl:
-                self._drop(message_id)
+        """Drop partial messages older than ``ttl`` (they are kept oldest first)."""
+        while self._partial:
+            message_id, (started, _) = next(iter(self._partial.items()))
+            if now - started <= self.ttl:
+                return
+            self._drop(message_id)
 
     def _drop(self, message_id: str) -> None:
-        _, parts = self._partial.pop(message_id, (0.0, []))
-        self._bytes -= sum(len(piece) for piece in parts if piece is not None)
+        dropped = self._partial.pop(message_id, None)
+        if dropped is not None:
+            parts = dropped[1]
+            self._bytes -= self.ENTRY_COST + sum(len(p) for p in parts if p is not None)

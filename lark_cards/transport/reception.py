@@ -154,7 +154,8 @@ class Reception:
             return {}  # §6.1: an empty object keeps the card as it is
         try:
             answer = dict(self._respond(envelope) or {})
-            json.dumps(answer)  # a body we cannot serialise would be a 500
+            # A body we cannot serialise would be a 500, e.g. a lone surrogate in UTF-8.
+            json.dumps(answer, ensure_ascii=False).encode()
         except Exception:
             # Feishu shows 200672 for a bad body; an empty answer still acknowledges the click.
             log.exception("respond failed for card callback %s", envelope.event_id)
