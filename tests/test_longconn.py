@@ -311,6 +311,29 @@ def three_events() -> list[bytes]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def serving(scripted: ScriptedFeishu, url: str, claims: Any = None) -> AsyncIterator[Client]:
+    """A started client, closed when the block ends."""
+    client = Client(scripted, url, claims)
+    client.connection.start()
+    try:
+        yield client
+    finally:
+        await client.connection.close()
+
+
+async def until(predicate: Any, limit: float) -> None:
+    """Poll ``predicate`` every 20 ms for at most ``limit`` seconds."""
+    for _ in range(int(limit * 50)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+
+
+def acks(received: list[frames.Frame]) -> list[frames.Frame]:
+    return [f for f in received if f.method == frames.DATA]
+
+
 async def test_close_acks_every_frame_already_read_before_its_close_frame(feishu):
     scripted, url = feishu
     client = Client(scripted, url, SlowClaims(0.5))
@@ -320,9 +343,9 @@ async def test_close_acks_every_frame_already_read_before_its_close_frame(feishu
         await socket.send_bytes(event)
     await asyncio.sleep(0.1)  # read, not yet claimed
     await client.connection.close()
-    acks = [f for f in scripted.received[0] if f.method == frames.DATA]
-    assert sorted(a.seq_id for a in acks) == [1, 2, 3]
-    assert {json.loads(a.payload or b"")["code"] for a in acks} == {200}
+    acked = acks(scripted.received[0])
+    assert sorted(a.seq_id for a in acked) == [1, 2, 3]
+    assert {json.loads(a.payload or b"")["code"] for a in acked} == {200}
     assert len(client.dispatched) == 3
 
 
@@ -330,30 +353,20 @@ async def test_a_lost_socket_never_cuts_a_claim_in_half(feishu):
     """The socket goes while claims run: no ack can be sent, but every claim finishes and its
     event runs; Feishu's next push of them finds the claims."""
     scripted, url = feishu
-    claims = SlowClaims(1.0)
-    client = Client(scripted, url, claims)
-    client.connection.start()
-    try:
+    async with serving(scripted, url, SlowClaims(1.0)) as client:
         socket = await scripted.connected(1)
         for event in three_events():
             await socket.send_bytes(event)
         await asyncio.sleep(0.2)
         socket._req.transport.abort()  # type: ignore[union-attr]
         await scripted.connected(2)
-        for _ in range(100):
-            if len(client.dispatched) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(client.dispatched) == 3, 5)
         assert len(client.dispatched) == 3
-    finally:
-        await client.connection.close()
 
 
 async def test_a_claim_slower_than_feishus_deadline_is_acked_500_in_time_and_still_runs(feishu):
     scripted, url = feishu
-    client = Client(scripted, url, SlowClaims(4.0))
-    client.connection.start()
-    try:
+    async with serving(scripted, url, SlowClaims(4.0)) as client:
         socket = await scripted.connected(1)
         started = asyncio.get_running_loop().time()
         await socket.send_bytes(three_events()[0])
@@ -361,31 +374,20 @@ async def test_a_claim_slower_than_feishus_deadline_is_acked_500_in_time_and_sti
         took = asyncio.get_running_loop().time() - started
         assert json.loads(ack.payload or b"") == {"code": 500}
         assert took < 3.0  # Feishu waits 3 s
-        for _ in range(60):
-            if client.dispatched:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: client.dispatched, 6)
         assert len(client.dispatched) == 1  # the claim went on and the event runs, once
-    finally:
-        await client.connection.close()
 
 
 async def test_frames_are_acked_side_by_side_not_one_after_another(feishu):
     scripted, url = feishu
-    client = Client(scripted, url, SlowClaims(1.0))
-    client.connection.start()
-    try:
+    async with serving(scripted, url, SlowClaims(1.0)):
         socket = await scripted.connected(1)
         started = asyncio.get_running_loop().time()
         for event in three_events():
             await socket.send_bytes(event)
-        for _ in range(200):
-            if len([f for f in scripted.received[0] if f.method == frames.DATA]) == 3:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: len(acks(scripted.received[0])) == 3, 4)
+        assert len(acks(scripted.received[0])) == 3
         assert asyncio.get_running_loop().time() - started < 2.0  # not 3 × 1 s
-    finally:
-        await client.connection.close()
 
 
 async def test_a_socket_closed_at_once_is_retried_with_growing_waits_not_a_hot_loop(feishu):
@@ -402,16 +404,12 @@ async def test_a_socket_closed_at_once_is_retried_with_growing_waits_not_a_hot_l
 async def test_a_pong_that_shortens_the_interval_retimes_the_pings_at_once(feishu):
     scripted, url = feishu
     scripted.timing = {**TIMING, "PingInterval": 30}  # discovery: 30 s; pongs then say 1 s
-    client = Client(scripted, url)
-    client.connection.start()
-    try:
+    async with serving(scripted, url):
         await scripted.connected(1)
         await asyncio.sleep(4.5)  # the 30 s pinger would be declared dead by the 1 s liveness
         assert len(scripted.sockets) == 1
         pings = [f for f in scripted.received[0] if f.type == frames.PING]
         assert len(pings) >= 4
-    finally:
-        await client.connection.close()
 
 
 @pytest.mark.parametrize(
@@ -426,9 +424,7 @@ async def test_a_pong_that_shortens_the_interval_retimes_the_pings_at_once(feish
 async def test_absurd_timing_in_a_pong_is_ignored(feishu, pong):
     scripted, url = feishu
     scripted.pong = pong
-    client = Client(scripted, url)
-    client.connection.start()
-    try:
+    async with serving(scripted, url) as client:
         socket = await scripted.connected(1)
         await asyncio.sleep(1.5)
         await socket.send_bytes(pushed_event(plain_body(load("p2p_text"))))
@@ -436,8 +432,6 @@ async def test_absurd_timing_in_a_pong_is_ignored(feishu, pong):
         assert client.connection.task is not None
         assert not client.connection.task.done()
         assert client.connection.config.ping_interval == 1.0
-    finally:
-        await client.connection.close()
 
 
 async def test_close_during_a_discovery_that_hangs_is_immediate(feishu):
