@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from markdown_it import MarkdownIt
-from markdown_it.tree import SyntaxTreeNode
 
 from lark_cards.render import plain_text
 from lark_cards.render.pieces import wire_size
+from lark_cards.render.tree import build_tree
 from lark_cards.render.validate import validate_card
 
 FEISHU_CARD_BYTES = 30 * 1024
@@ -37,7 +37,7 @@ def card_text(cards: list[dict[str, Any]]) -> str:
                 walk(item, key)
         elif isinstance(value, str) and (key == "content" or re.fullmatch(r"c\d+", key)):
             shown = _FEISHU_TAGS.sub("", value)  # Feishu draws these tags, it does not print them
-            found.append(plain_text(SyntaxTreeNode(_FEISHU_READER.parse(shown))))
+            found.append(plain_text(build_tree(_FEISHU_READER.parse(shown))))
         elif isinstance(value, str) and key not in ("tag", "name", "data_type", "width"):
             found.append(value)
 

@@ -28,14 +28,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from markdown_it.tree import SyntaxTreeNode
-
 from lark_cards.api.client import LarkClient
 from lark_cards.api.errors import CARD_REJECTED, LarkAPIError
 from lark_cards.api.images import ImageUploader
 from lark_cards.api.ratelimit import KeyedLock
 from lark_cards.outbound.target import Target
 from lark_cards.render import Outgoing, RenderOptions, as_text, image_urls, shrink
+from lark_cards.render.tree import Node
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class Delivery:
             sent += await self._send_with_fallback(target, item, path=str(index))
         return sent
 
-    async def image_keys(self, markdown: str | SyntaxTreeNode) -> Mapping[str, str]:
+    async def image_keys(self, markdown: str | Node) -> Mapping[str, str]:
         """Upload the images of a markdown text (or its parsed tree); URLs that fail stay
         links. A text without image syntax is not even parsed."""
         if not self._fetch_images or (isinstance(markdown, str) and "![" not in markdown):

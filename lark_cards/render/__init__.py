@@ -13,8 +13,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from markdown_it.tree import SyntaxTreeNode
-
 from lark_cards.render.budget import Budget
 from lark_cards.render.fallback import as_text, shrink, text_parts
 from lark_cards.render.outgoing import Outgoing, RenderOptions, templates_for, wrap
@@ -23,6 +21,7 @@ from lark_cards.render.pieces import MarkdownPiece
 from lark_cards.render.plain import is_plain, plain_text, summary
 from lark_cards.render.renderers import RenderContext, image_urls, markdown_text, render_pieces
 from lark_cards.render.templates import header_color
+from lark_cards.render.tree import Node
 
 __all__ = [
     "Budget",
@@ -65,7 +64,7 @@ def render_markdown(
 
 
 def _reply_cards(
-    tree: SyntaxTreeNode,
+    tree: Node,
     images: Mapping[str, str] | None,
     options: RenderOptions,
     mention: str | None = None,
@@ -82,7 +81,7 @@ def render_reply(
     images: Mapping[str, str] | None = None,
     options: RenderOptions | None = None,
     mention: str | None = None,
-    tree: SyntaxTreeNode | None = None,
+    tree: Node | None = None,
 ) -> list[Outgoing]:
     """What to send for an Errbot reply: cards, or a text message for plain replies in
     ``auto`` mode. ``mention`` (an open_id) puts a real Feishu mention on its own line above

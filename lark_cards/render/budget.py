@@ -10,7 +10,9 @@ break a budget. The template's own bytes and components are reserved up front.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
 from lark_cards.render.pieces import MarkdownPiece, Piece, wire_size
@@ -76,8 +78,8 @@ def _place(
     size = _size(piece)
     last = card.pieces[-1] if card.pieces else None
     if isinstance(last, MarkdownPiece) and isinstance(piece, MarkdownPiece):
-        merged = last.merged(piece)
-        merged_size = card.size - _size(last) + _size(merged)
+        merged, size_of_merged = _merged(last, piece)
+        merged_size = card.size - _size(last) + size_of_merged
         if (
             merged_size <= available
             and card.tables + piece.tables <= max_tables
@@ -102,8 +104,40 @@ def _place(
 
 
 def _components(piece: Piece) -> int:
-    return count_components({"body": {"elements": [piece.element()]}})
+    return _measured(piece, "_components", lambda: count_components(_card_of(piece)))
 
 
 def _size(piece: Piece) -> int:
-    return wire_size(piece.element()) + 1  # the comma between elements
+    # + 1: the comma between elements
+    return _measured(piece, "_size", lambda: wire_size(piece.element()) + 1)
+
+
+def _card_of(piece: Piece) -> dict[str, Any]:
+    return {"body": {"elements": [piece.element()]}}
+
+
+def _measured(piece: Piece, name: str, measure: Callable[[], int]) -> int:
+    """``measure()``, once per piece: pieces are immutable, so their sizes are kept on them
+    (``pack`` asks again for every piece it merges or places)."""
+    kept = getattr(piece, "__dict__", None)
+    if kept is None:
+        return measure()
+    if name not in kept:
+        kept[name] = measure()
+    value: int = kept[name]
+    return value
+
+
+def _merged(last: MarkdownPiece, piece: MarkdownPiece) -> tuple[MarkdownPiece, int]:
+    """``last`` and ``piece`` as one prose piece, and its size. Appending text to a JSON
+    string adds exactly that text's escaped bytes, so the size is arithmetic unless the
+    merged element's content is not the merged text (``MarkdownPiece.element`` rewrites a
+    leading list indentation, which may reach into ``piece``)."""
+    merged = last.merged(piece)
+    if merged.element()["content"] is merged.content:  # nothing rewritten: the text as is
+        added = wire_size(piece.joint + piece.content) - _EMPTY_STRING
+        merged.__dict__["_size"] = _size(last) + added
+    return merged, _size(merged)
+
+
+_EMPTY_STRING = wire_size("")  # the two quotes, escaped

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
-from markdown_it.tree import SyntaxTreeNode
+
+from lark_cards.render.tree import Node, build_tree
 
 # Python-Markdown attr_list: ``{: key='value' key2="v" .class #id}`` (the colon is optional).
 _ATTR_LIST = re.compile(r"\{:?[ \t]*((?:[^{}\n\\]|\\.)*?)[ \t]*\}")
@@ -35,9 +36,9 @@ def build_parser() -> MarkdownIt:
     return md
 
 
-def parse(text: str) -> SyntaxTreeNode:
+def parse(text: str) -> Node:
     """Parse Errbot markdown into a syntax tree whose nodes may carry ``meta["attrs"]``."""
-    return SyntaxTreeNode(_PARSER.parse(text))
+    return build_tree(_PARSER.parse(text))
 
 
 def is_attr_list(text: str) -> bool:
@@ -51,6 +52,8 @@ def parse_attrs(text: str) -> dict[str, str]:
 
 
 def _attr_lists(state: StateCore) -> None:
+    if "{" not in state.src:  # no attribute list anywhere: nothing to look for
+        return
     tokens = state.tokens
     for index, token in enumerate(tokens):
         if token.type != "inline" or not token.children:

@@ -9,6 +9,8 @@ splits between the pipe tables nested in it, at most four to a part (§5.4, 2300
 
 from __future__ import annotations
 
+import bisect
+import functools
 import html
 import itertools
 import json
@@ -21,12 +23,19 @@ from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
 from lark_cards.render.scan import markdown_tables, pipe_tables
 from lark_cards.render.syntax import fenced_code
 
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def wire_size(value: Any) -> int:
     """Bytes ``value`` takes in the send request: card JSON, encoded again as the ``content``
-    string (Feishu double-encodes), in UTF-8 — the measure the 30 KB limit applies to."""
-    card_json = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return len(json.dumps(card_json, ensure_ascii=False).encode()) - 2
+    string (Feishu double-encodes), in UTF-8 — the measure the 30 KB limit applies to.
+
+    The second encoding is arithmetic: compact JSON holds no raw control character (they are
+    escaped already), so encoding it as a string only adds a backslash before each ``"`` and
+    ``\\`` (``ensure_ascii=False`` leaves every other character as it is).
+    """
+    card_json = _compact(value)
+    return len(card_json.encode()) + card_json.count('"') + card_json.count("\\")
 
 
 class Piece(Protocol):
@@ -106,7 +115,11 @@ class CodePiece:
     tables: int = 0
 
     def element(self) -> dict[str, Any]:
-        return {"tag": "markdown", "content": fenced_code(self.language, self.code)}
+        return {"tag": "markdown", "content": self._fenced}
+
+    @functools.cached_property
+    def _fenced(self) -> str:
+        return fenced_code(self.language, self.code)  # a scan of the whole code: once
 
     def plain(self) -> str:
         return self.code
@@ -199,13 +212,44 @@ def _chunk_lines(lines: list[str], budget: int) -> list[str]:
     """Join lines into chunks of at most ``budget`` bytes. A line too long for one chunk is
     cut (see ``_cut``); its parts are rejoined without a line break inside a chunk."""
     budget = max(budget, 64)
+    costs = _line_costs(lines)
+    if max(costs, default=0) <= budget:  # no line to cut: running totals and bisect
+        totals = [0, *itertools.accumulate(costs)]
+        chunks, start = [], 0
+        while start < len(lines):
+            end = max(start + 1, bisect.bisect_right(totals, totals[start] + budget) - 1)
+            chunks.append("\n".join(lines[start:end]))
+            start = end
+        return chunks or [""]
+    return _chunk_cut_lines(lines, budget)
+
+
+def _line_costs(lines: list[str]) -> list[int]:
+    """``wire_size(line) + 2`` (its line break) for every line, the arithmetic way when no
+    line holds a control character but tabs: UTF-8 bytes, 4 for the escaped quotes, 3 more
+    for each ``"`` or ``\\`` and 2 more for each tab (both encodings escape them)."""
+    if _RARE_CONTROL.search("".join(lines)):  # one scan; line breaks are not in ``lines``
+        return [wire_size(line) + 2 for line in lines]
+    return [
+        len(line.encode()) + 6 + 3 * (line.count('"') + line.count("\\")) + 2 * line.count("\t")
+        for line in lines
+    ]
+
+
+_RARE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
+
+
+def _chunk_cut_lines(lines: list[str], budget: int) -> list[str]:
     chunks: list[str] = []
     current = ""
     used = 0
     for line in lines:
-        for index, part in enumerate(_cut(line, budget)):
+        size = wire_size(line)
+        parts = _cut(line, budget) if size > budget else [line]
+        for index, part in enumerate(parts):
             joiner = "" if index else "\n"
-            cost = wire_size(part) + (2 if joiner else 0)  # "\n" is 2 bytes once escaped
+            # "\n" is 2 bytes once escaped; a whole line's size is known already
+            cost = (size if len(parts) == 1 else wire_size(part)) + (2 if joiner else 0)
             if used and used + cost > budget:
                 chunks.append(current)
                 current, used, joiner = "", 0, ""

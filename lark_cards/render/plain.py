@@ -8,10 +8,9 @@ import html
 import re
 from collections.abc import Iterator
 
-from markdown_it.tree import SyntaxTreeNode
-
 from lark_cards.render.parser import parse
 from lark_cards.render.renderers import RenderContext, html_inline, is_markup_tag
+from lark_cards.render.tree import Node
 
 _MARKUP_NODES = {
     "em",
@@ -46,13 +45,13 @@ _TEXT_BLOCKS = {
 }
 
 
-def plain_text(text: str | SyntaxTreeNode) -> str:
+def plain_text(text: str | Node) -> str:
     """The words of a markdown reply without markup: what a text message can still show."""
     joined = "".join(_plain_parts(parse(text) if isinstance(text, str) else text))
     return re.sub(r"\n{3,}", "\n\n", joined).strip("\n")
 
 
-def _plain_parts(tree: SyntaxTreeNode) -> Iterator[str]:
+def _plain_parts(tree: Node) -> Iterator[str]:
     for node in tree.walk():
         if node.type in _TEXT_BLOCKS:
             yield "\n"
@@ -72,7 +71,7 @@ def _plain_parts(tree: SyntaxTreeNode) -> Iterator[str]:
             yield "\t"
 
 
-def is_plain(text: str, tree: SyntaxTreeNode | None = None) -> bool:
+def is_plain(text: str, tree: Node | None = None) -> bool:
     """True when ``text`` has no markdown at all, so a text message shows it faithfully;
     ``tree`` is its parse, when the caller has it already."""
     tree = parse(text) if tree is None else tree
@@ -81,7 +80,7 @@ def is_plain(text: str, tree: SyntaxTreeNode | None = None) -> bool:
     return plain_text(tree).split() == text.split()
 
 
-def summary(tree: SyntaxTreeNode, limit: int = 60) -> str:
+def summary(tree: Node, limit: int = 60) -> str:
     """The chat-list preview of a card: the first line of words, shortened. Reads only as
     much of the tree as that line needs."""
     text = ""

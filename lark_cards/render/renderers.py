@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from markdown_it.tree import SyntaxTreeNode
-
 from lark_cards.render.parser import parse
 from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
 from lark_cards.render.syntax import (
@@ -29,6 +27,7 @@ from lark_cards.render.syntax import (
     safe_url,
     tag_color,
 )
+from lark_cards.render.tree import Node
 
 
 @dataclass(frozen=True)
@@ -45,12 +44,12 @@ class RenderContext:
         object.__setattr__(self, "images", MappingProxyType(keys))
 
 
-Render = Callable[[SyntaxTreeNode, RenderContext], str]
+Render = Callable[[Node, RenderContext], str]
 
 # ----- inline ------------------------------------------------------------------------------
 
 
-def inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def inline(node: Node, ctx: RenderContext) -> str:
     """Render the children of an inline container, guarding the start of every line."""
     out = []
     at_line_start = True
@@ -63,17 +62,17 @@ def inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
     return "".join(out)
 
 
-def text(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def text(node: Node, ctx: RenderContext) -> str:
     escaped = escape(node.content)
     # "!" right before a link would turn it into an image (``![x](url)``, 200570 for a URL).
     return escaped[:-1] + "&#33;" if escaped.endswith("!") else escaped
 
 
-def softbreak(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def softbreak(node: Node, ctx: RenderContext) -> str:
     return "\n"
 
 
-def code_inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def code_inline(node: Node, ctx: RenderContext) -> str:
     code = html.unescape(node.content)  # Errbot's jinja2 autoescape reaches code spans too
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     fence = "`" * (longest + 1)
@@ -82,7 +81,7 @@ def code_inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
 
 
 def _wrapper(marker: str) -> Render:
-    def render(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+    def render(node: Node, ctx: RenderContext) -> str:
         content = inline(node, ctx)
         return _styled(node, f"{marker}{content}{marker}" if content.strip() else content)
 
@@ -92,7 +91,7 @@ def _wrapper(marker: str) -> Render:
 em, strong, s = _wrapper("*"), _wrapper("**"), _wrapper("~~")
 
 
-def link(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def link(node: Node, ctx: RenderContext) -> str:
     label = inline(node, ctx)
     url = safe_url(str(node.attrs.get("href", "")))
     if url is None:
@@ -101,7 +100,7 @@ def link(node: SyntaxTreeNode, ctx: RenderContext) -> str:
     return f"[{label or escape(url)}]({url})"
 
 
-def image(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def image(node: Node, ctx: RenderContext) -> str:
     src = str(node.attrs.get("src", ""))
     alt = escape(_plain(node))
     key = ctx.images.get(src)
@@ -114,12 +113,12 @@ def image(node: SyntaxTreeNode, ctx: RenderContext) -> str:
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
-def is_markup_tag(node: SyntaxTreeNode) -> bool:
+def is_markup_tag(node: Node) -> bool:
     """A tag the renderer turns into Feishu markup (a line break), not text."""
     return bool(_BR.fullmatch(node.content))
 
 
-def html_inline(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def html_inline(node: Node, ctx: RenderContext) -> str:
     """``<br>`` is a line break; every other tag is shown as text — ``<at id=all>`` in a
     reply's text must never become a live mention (the backend adds real mentions itself)."""
     if _BR.fullmatch(node.content):
@@ -143,7 +142,7 @@ INLINE_RENDERERS: Mapping[str, Render] = MappingProxyType(
 )
 
 
-def _styled(node: SyntaxTreeNode, rendered: str) -> str:
+def _styled(node: Node, rendered: str) -> str:
     """Apply an Errbot attribute list: colour → ``<font>``, background → ``<text_tag>``."""
     attrs = node.meta.get("attrs") or {}
     background = tag_color(attrs.get("bgcolor", ""))
@@ -155,7 +154,7 @@ def _styled(node: SyntaxTreeNode, rendered: str) -> str:
     return rendered
 
 
-def _plain(node: SyntaxTreeNode) -> str:
+def _plain(node: Node) -> str:
     """The words of a node without markup (image alt text, table header names)."""
     if node.type in ("text", "code_inline"):
         return node.content
@@ -167,28 +166,28 @@ def _plain(node: SyntaxTreeNode) -> str:
 # ----- blocks as markdown text ---------------------------------------------------------------
 
 
-def paragraph(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def paragraph(node: Node, ctx: RenderContext) -> str:
     return _styled(node, inline(node.children[0], ctx))
 
 
-def heading(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def heading(node: Node, ctx: RenderContext) -> str:
     level = int(node.tag[1])
     content = inline(node.children[0], ctx).replace("\n", " ")
     return f"{'#' * level} {_styled(node, content)}"
 
 
-def bullet_list(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def bullet_list(node: Node, ctx: RenderContext) -> str:
     return "\n".join(_list_item(item, "- ", ctx) for item in node.children)
 
 
-def ordered_list(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def ordered_list(node: Node, ctx: RenderContext) -> str:
     start = int(node.attrs.get("start", 1))
     return "\n".join(
         _list_item(item, f"{start + offset}. ", ctx) for offset, item in enumerate(node.children)
     )
 
 
-def _list_item(item: SyntaxTreeNode, marker: str, ctx: RenderContext) -> str:
+def _list_item(item: Node, marker: str, ctx: RenderContext) -> str:
     # §5.6: Feishu nests lists by four spaces per level. A loose list (markdown-it shows its
     # paragraphs) keeps blank lines between an item's blocks; a tight one does not.
     loose = any(child.type == "paragraph" and not child.hidden for child in item.children)
@@ -198,7 +197,7 @@ def _list_item(item: SyntaxTreeNode, marker: str, ctx: RenderContext) -> str:
     return "\n".join([marker + lines[0], *rest])
 
 
-def blockquote(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def blockquote(node: Node, ctx: RenderContext) -> str:
     return _quoted(blocks(node.children, ctx))
 
 
@@ -206,20 +205,20 @@ def _quoted(body: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
 
 
-def fence(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def fence(node: Node, ctx: RenderContext) -> str:
     return fenced_code(code_language(node.info), html.unescape(node.content))
 
 
-def hr(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def hr(node: Node, ctx: RenderContext) -> str:
     return "<hr>"
 
 
-def html_block(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def html_block(node: Node, ctx: RenderContext) -> str:
     lines = node.content.rstrip("\n").split("\n")
     return "\n".join(escape_line_start(escape(line)) for line in lines)
 
 
-def table(node: SyntaxTreeNode, ctx: RenderContext) -> str:
+def table(node: Node, ctx: RenderContext) -> str:
     """A table nested in a list or quote stays a markdown table (§5.6 supports them)."""
     columns, rows = table_cells(node, ctx)
     header = "| " + " | ".join(escape(name) for name, _ in columns) + " |"
@@ -231,9 +230,7 @@ def table(node: SyntaxTreeNode, ctx: RenderContext) -> str:
 _ALIGN_RULE = {"left": ":---", "center": ":---:", "right": "---:", "": "---"}
 
 
-def table_cells(
-    node: SyntaxTreeNode, ctx: RenderContext
-) -> tuple[list[tuple[str, str]], list[list[str]]]:
+def table_cells(node: Node, ctx: RenderContext) -> tuple[list[tuple[str, str]], list[list[str]]]:
     """Header names with alignment, and every body row's cells as Feishu markdown."""
     head_row = node.children[0].children[0]
     columns = [(_plain(cell).strip(), _alignment(cell)) for cell in head_row.children]
@@ -247,7 +244,7 @@ def table_cells(
     return columns, rows
 
 
-def _alignment(cell: SyntaxTreeNode) -> str:
+def _alignment(cell: Node) -> str:
     match = re.search(r"text-align:(left|center|right)", str(cell.attrs.get("style", "")))
     return match.group(1) if match else ""
 
@@ -268,21 +265,21 @@ BLOCK_RENDERERS: Mapping[str, Render] = MappingProxyType(
 )
 
 
-def blocks(nodes: list[SyntaxTreeNode], ctx: RenderContext, separator: str = "\n\n") -> str:
+def blocks(nodes: list[Node], ctx: RenderContext, separator: str = "\n\n") -> str:
     return separator.join(BLOCK_RENDERERS[node.type](node, ctx) for node in nodes)
 
 
 # ----- the top level: pieces ------------------------------------------------------------------
 
 
-def render_pieces(markdown: str | SyntaxTreeNode, ctx: RenderContext | None = None) -> list[Piece]:
+def render_pieces(markdown: str | Node, ctx: RenderContext | None = None) -> list[Piece]:
     """Errbot markdown (or its parsed tree) → the pieces a card is packed from, in order."""
     tree = parse(markdown) if isinstance(markdown, str) else markdown
     ctx = ctx or RenderContext()
     return [piece for node in tree.children for piece in _pieces(node, ctx)]
 
 
-def _pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[Piece]:
+def _pieces(node: Node, ctx: RenderContext) -> list[Piece]:
     if node.type in ("fence", "code_block"):
         return [CodePiece(code_language(node.info), html.unescape(node.content))]
     if node.type == "table":
@@ -312,7 +309,7 @@ def _pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[Piece]:
 _NO_BYTE_LIMIT = sys.maxsize
 
 
-def _children_pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[MarkdownPiece]:
+def _children_pieces(node: Node, ctx: RenderContext) -> list[MarkdownPiece]:
     """A list as one piece per item, a quote as one piece per block in it (each quoted)."""
     if node.type == "blockquote":
         texts = [_quoted(BLOCK_RENDERERS[child.type](child, ctx)) for child in node.children]
@@ -331,11 +328,11 @@ def _children_pieces(node: SyntaxTreeNode, ctx: RenderContext) -> list[MarkdownP
     return [MarkdownPiece.of(text, joint if index else "\n\n") for index, text in enumerate(texts)]
 
 
-def _holds_table(node: SyntaxTreeNode) -> bool:
+def _holds_table(node: Node) -> bool:
     return any(descendant.type == "table" for descendant in node.walk())
 
 
-def _lone_image(node: SyntaxTreeNode) -> SyntaxTreeNode | None:
+def _lone_image(node: Node) -> Node | None:
     if node.type != "paragraph":
         return None
     children = [
@@ -349,7 +346,7 @@ def markdown_text(markdown: str, ctx: RenderContext | None = None) -> str:
     return blocks(parse(markdown).children, ctx or RenderContext())
 
 
-def image_urls(markdown: str | SyntaxTreeNode) -> list[str]:
+def image_urls(markdown: str | Node) -> list[str]:
     """Every http(s) image ``src`` in ``markdown`` (or its parsed tree), for the uploader to
     fetch before rendering."""
     urls = []
