@@ -32,7 +32,7 @@ from lark_cards.api import chats, contacts
 from lark_cards.api.client import LarkClient
 from lark_cards.api.errors import LarkAPIError
 from lark_cards.api.reactions import ReactionBook
-from lark_cards.bridge import LoopBridge
+from lark_cards.bridge import LoopBridge, favour_the_loop
 from lark_cards.directory import CachedDirectory, LookupUnavailableError
 from lark_cards.identifiers import Identities, LarkPerson, LarkRoom
 from lark_cards.inbound import Inbound
@@ -66,6 +66,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         # At BOT_LOG_LEVEL = DEBUG markdown-it-py logs a record per rule per reply (~1,000),
         # which makes every render three times slower; its warnings still show.
         logging.getLogger("markdown_it").setLevel(logging.WARNING)
+        favour_the_loop()  # Errbot threads rendering replies must not delay the acks
         try:
             self.settings = Settings.from_config(config)
         except ConfigError as error:

@@ -318,3 +318,20 @@ def test_the_inbound_backlog_is_counted_for_the_webhook_bound(tmp_path, monkeypa
     asyncio.run(inbound.drain(5))  # FIFO: returns once the three reached Errbot
     assert not inbound.busy()
     inbound.close()
+
+
+def test_the_backend_makes_rendering_threads_yield_the_gil_to_the_loop_sooner(
+    monkeypatch, tmp_path: Path
+):
+    import sys
+
+    from lark_cards import bridge
+
+    interval = [0.005]  # CPython's default
+    monkeypatch.setattr(sys, "getswitchinterval", lambda: interval[0])
+    monkeypatch.setattr(sys, "setswitchinterval", lambda value: interval.__setitem__(0, value))
+    LarkCardsBackend(errbot_config(tmp_path))
+    assert interval == [bridge.SWITCH_INTERVAL]
+    interval[0] = 0.002  # an interval someone chose is kept
+    bridge.favour_the_loop()
+    assert interval == [0.002]
