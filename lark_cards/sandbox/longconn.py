@@ -38,6 +38,7 @@ from lark_cards.api.errors import (
     WS_FORBIDDEN,
     WS_SYSTEM_BUSY,
 )
+from lark_cards.transport.endpoint import ENDPOINT_PATH
 from lark_cards.transport.frames import CARD, EVENT
 
 from .delivery import ACK_DEADLINE, Outcome
@@ -47,7 +48,6 @@ __all__ = ["ClientConfig", "Connection", "LongConnHub"]
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_PATH = "/callback/ws/endpoint"
 SOCKET_PATH = "/ws/v2"
 MAX_CONNECTIONS = 50  # §2.1: at most 50 connections per app
 TICKET_TTL = 300.0  # an endpoint URL is good for one connection, within 5 minutes

@@ -64,8 +64,8 @@ ABORT_WAIT = 0.2  # closing a dead socket: how long its close frame may wait for
 class LongConnection:
     """The bot's side of the long connection, from :meth:`run` until :meth:`close`.
 
-    ``connected`` is set once the first connection is open; ``connections`` counts the
-    connections opened so far (the first one and every reconnect).
+    ``connections`` counts the connections opened so far (the first one and every
+    reconnect).
     """
 
     def __init__(
@@ -79,7 +79,6 @@ class LongConnection:
         self._pushed = pushed
         self._backoff = backoff or Backoff()
         self.config = ClientConfig()
-        self.connected = asyncio.Event()
         self.connections = 0
         self._closing = asyncio.Event()
         self._retimed = asyncio.Event()  # a pong changed the ping interval
@@ -200,11 +199,9 @@ class LongConnection:
         """Read frames until the connection ends or :meth:`close`; the reason it ended."""
         self._socket = socket
         self.connections += 1
-        first = not self.connected.is_set()
-        self.connected.set()
         log.info(
             "Long connection %s (device %s, ping every %g s)",
-            "open" if first else "open again",
+            "open" if self.connections == 1 else "open again",
             endpoint.device_id or "-",
             self.config.ping_interval,
         )

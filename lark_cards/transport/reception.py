@@ -100,7 +100,6 @@ class Received:
     status: int
     body: dict[str, Any]
     answer: dict[str, Any] | None = None
-    duplicate: bool = False
 
 
 class Reception:
@@ -145,9 +144,9 @@ class Reception:
             # Ack first, work later (§1.8): dispatch runs on a later loop iteration.
             asyncio.get_running_loop().call_soon(self._run_dispatch, envelope)
         if answer is not None:
-            return Received(200, answer, answer, duplicate)
+            return Received(200, answer, answer)
         body = {"msg": "duplicate" if duplicate else "ok"}
-        return Received(200, body, None, duplicate)
+        return Received(200, body)
 
     def _answer(self, envelope: Envelope) -> dict[str, Any]:
         if self._respond is None:

@@ -11,11 +11,11 @@ handler is a thin translator around it. Order, following docs/feishu-platform.md
 3. envelope shape, then the Verification Token in constant time (§1.5), then the app: an
    envelope naming another app in ``header.app_id`` (§1.2) is refused with a 403; envelopes
    that name none (the URL challenge, §1.1) pass;
-4. challenge → echo it; event → dedup on event id and message id (§1.8) → 200, and dispatch
-   is scheduled off the request so the 3 s ack deadline (§1.8) never waits for a command.
-5. card callbacks (``card.action.trigger``, §6.1) get the same checks, but their 200 carries a
-   real answer (a toast, maybe a card) built by ``respond`` inside the request; a retry of a
-   callback already seen gets the same answer and is not dispatched again.
+4. challenge → echo it; any other envelope goes to ``reception.Reception`` (shared with the
+   long connection): dedup on event id and message id (§1.8) → 200, dispatch scheduled off
+   the request so the 3 s ack deadline (§1.8) never waits for a command; a card callback's
+   200 carries its answer (a toast, maybe a card), the same for a retry, which is not
+   dispatched again.
 
 Every failure is a JSON ``{"error": ...}`` 4xx; no input is meant to produce a 5xx.
 """
@@ -221,9 +221,10 @@ def create_app(
 
     ``busy`` (optional) bounds the backend's inbound backlog: while it returns True, verified
     events are answered 429 without being recorded, and Feishu delivers them again later.
+
+    ``reception`` replaces all four (``dispatch``, ``dedup``, ``respond``, ``busy``): the
+    backend builds one and gives the same to the long connection.
     """
-    if dedup is None:
-        dedup = MemoryClaims(TTLSet(settings.dedup_ttl, settings.dedup_max_entries))
     if settings.encrypt_key is None and settings.verification_token is None:
         log.warning(
             "neither encrypt_key nor verification_token is configured: "
@@ -234,6 +235,8 @@ def create_app(
     if reception is None:
         if dispatch is None:
             raise TypeError("create_app needs dispatch or reception")
+        if dedup is None:
+            dedup = MemoryClaims(TTLSet(settings.dedup_ttl, settings.dedup_max_entries))
         reception = Reception(dispatch, dedup, respond=respond, busy=busy)
     handler = _EventHandler(settings, reception, clock)
     app.router.add_post(settings.path, handler.handle)
