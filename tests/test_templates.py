@@ -12,14 +12,14 @@ import pytest
 
 from lark_cards.api.errors import MESSAGE_TOO_LARGE
 from lark_cards.render.templates import (
-    DEFAULT_TEMPLATE_DIRS,
+    DEFAULT_TEMPLATE_DIR,
     CardTemplates,
     TemplateError,
     header_color,
 )
 from lark_cards.render.validate import validate_card
 
-REPO_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+REPO_TEMPLATES = Path(__file__).resolve().parents[1] / "lark_cards" / "templates"
 
 HOSTILE = [
     'say "hi"',
@@ -68,7 +68,7 @@ def assert_valid(card: dict[str, Any]) -> None:
 
 
 def test_default_templates_are_the_repository_templates() -> None:
-    assert DEFAULT_TEMPLATE_DIRS[0] == REPO_TEMPLATES
+    assert DEFAULT_TEMPLATE_DIR == REPO_TEMPLATES
     for name in ("reply", "card", "error"):
         assert (REPO_TEMPLATES / f"{name}.json.j2").is_file()
 

@@ -10,12 +10,10 @@ break a budget. The template's own bytes and components are reserved up front.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
-from lark_cards.render.pieces import MarkdownPiece, Piece, wire_size
+from lark_cards.render.pieces import CodePiece, MarkdownPiece, Piece, TablePiece, wire_size
 from lark_cards.render.validate import count_components
 
 
@@ -68,7 +66,13 @@ def _fitting(piece: Piece, available: int, max_tables: int) -> list[Piece]:
     than a card may (a retry after 230099 asks for fewer) split between its tables."""
     if isinstance(piece, MarkdownPiece) and piece.tables > max_tables:
         return piece.split(available, max_tables=max(1, min(max_tables, MAX_TABLES_PER_MARKDOWN)))
-    return piece.split(available) if _size(piece) > available else [piece]
+    return piece.split(available) if _too_big(piece, available) else [piece]
+
+
+def _too_big(piece: Piece, available: int) -> bool:
+    if isinstance(piece, CodePiece) and len(piece.code) > available:
+        return True  # every character takes a byte at least: no need to measure a 1 MB log
+    return _size(piece) > available
 
 
 def _place(
@@ -103,29 +107,35 @@ def _place(
     card.components += components
 
 
-def _components(piece: Piece) -> int:
-    return _measured(piece, "_components", lambda: count_components(_card_of(piece)))
-
-
 def _size(piece: Piece) -> int:
-    # + 1: the comma between elements
-    return _measured(piece, "_size", lambda: wire_size(piece.element()) + 1)
+    return _measures(piece)[0]
 
 
-def _card_of(piece: Piece) -> dict[str, Any]:
-    return {"body": {"elements": [piece.element()]}}
+def _components(piece: Piece) -> int:
+    return _measures(piece)[1]
 
 
-def _measured(piece: Piece, name: str, measure: Callable[[], int]) -> int:
-    """``measure()``, once per piece: pieces are immutable, so their sizes are kept on them
-    (``pack`` asks again for every piece it merges or places)."""
+def _measures(piece: Piece) -> tuple[int, int]:
+    """``(bytes, components)`` of the piece's element — its wire size + 1 (the comma between
+    elements) and its components as the validator counts them — measured on one element,
+    once: pieces are immutable, so the measures are kept on them (``pack`` asks again for
+    every piece it merges or places; a table's element is costly to build)."""
     kept = getattr(piece, "__dict__", None)
-    if kept is None:
-        return measure()
-    if name not in kept:
-        kept[name] = measure()
-    value: int = kept[name]
-    return value
+    if kept is not None and "_measures" in kept:
+        measures: tuple[int, int] = kept["_measures"]
+        return measures
+    element = piece.element()
+    content = element.get("content")
+    if len(element) == 2 and element.get("tag") == "markdown" and type(content) is str:
+        # prose and code, most pieces: the content's size plus the rest's, one component
+        measures = (_MARKDOWN_ELEMENT + wire_size(content) + 1, 1)
+    elif isinstance(piece, TablePiece):  # no tagged object inside: columns, rows, styles
+        measures = (wire_size(element) + 1, 1)
+    else:
+        measures = (wire_size(element) + 1, count_components({"body": {"elements": [element]}}))
+    if kept is not None:
+        kept["_measures"] = measures
+    return measures
 
 
 def _merged(last: MarkdownPiece, piece: MarkdownPiece) -> tuple[MarkdownPiece, int]:
@@ -136,8 +146,9 @@ def _merged(last: MarkdownPiece, piece: MarkdownPiece) -> tuple[MarkdownPiece, i
     merged = last.merged(piece)
     if merged.element()["content"] is merged.content:  # nothing rewritten: the text as is
         added = wire_size(piece.joint + piece.content) - _EMPTY_STRING
-        merged.__dict__["_size"] = _size(last) + added
+        merged.__dict__["_measures"] = (_size(last) + added, 1)
     return merged, _size(merged)
 
 
 _EMPTY_STRING = wire_size("")  # the two quotes, escaped
+_MARKDOWN_ELEMENT = wire_size({"tag": "markdown", "content": ""}) - _EMPTY_STRING

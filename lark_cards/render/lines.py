@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-import re
 from typing import Any
 
 __all__ = ["chunk_lines", "cut_line", "wire_size"]
@@ -23,10 +22,38 @@ def wire_size(value: Any) -> int:
 
     The second encoding is arithmetic: compact JSON holds no raw control character (they are
     escaped already), so encoding it as a string only adds a backslash before each ``"`` and
-    ``\\`` (``ensure_ascii=False`` leaves every other character as it is).
+    ``\\`` (``ensure_ascii=False`` leaves every other character as it is). A string alone is
+    all arithmetic (``_string_size``): the packer measures thousands of lines and prose pieces.
     """
+    if type(value) is str:
+        return _string_size(value)
     card_json = _compact(value)
     return len(card_json.encode()) + card_json.count('"') + card_json.count("\\")
+
+
+def _string_size(text: str) -> int:
+    """``wire_size(text)`` without encoding JSON. Once encoded, each ``"`` and ``\\`` is
+    ``\\"`` / ``\\\\`` (2 bytes), a line break, tab, CR, BS or FF 2 bytes (``\\n``…), any other
+    control character 6 (``\\u001b``), the quotes 2; the second encoding adds a backslash
+    before each of those quotes and backslashes: 3 more per ``"`` and ``\\``, 2 per short
+    escape, 6 per ``\\u`` escape… — in all, UTF-8 bytes + 4 + 3 × (quotes and backslashes)
+    + 2 × short escapes + 6 × other controls. A control character is its own byte in UTF-8."""
+    encoded = text.encode()
+    size = len(encoded) + 4
+    for special in (b'"', b"\\"):
+        if special in encoded:  # a fast scan; most text has neither
+            size += 3 * encoded.count(special)
+    controls = len(encoded) - len(encoded.translate(None, _CONTROL_BYTES))
+    if controls:
+        short = encoded.count(b"\n")  # most often the only control character: count it first
+        if controls > short:
+            short += sum(encoded.count(byte) for byte in _OTHER_SHORT_ESCAPES)
+        size += 2 * short + 6 * (controls - short)
+    return size
+
+
+_CONTROL_BYTES = bytes(range(0x20))
+_OTHER_SHORT_ESCAPES = (b"\t", b"\r", b"\b", b"\f")
 
 
 def chunk_lines(lines: list[str], budget: int) -> list[str]:
@@ -46,18 +73,24 @@ def chunk_lines(lines: list[str], budget: int) -> list[str]:
 
 
 def _line_costs(lines: list[str]) -> list[int]:
-    """``wire_size(line) + 2`` (its line break) for every line, the arithmetic way when no
-    line holds a control character but tabs: UTF-8 bytes, 4 for the escaped quotes, 3 more
-    for each ``"`` or ``\\`` and 2 more for each tab (both encodings escape them)."""
-    if _RARE_CONTROL.search("".join(lines)):  # one scan; line breaks are not in ``lines``
+    """``wire_size(line) + 2`` (its line break) for every line, computed on the whole text at
+    once when no line holds a control character but tabs (logs are thousands of lines): UTF-8
+    bytes, 4 for the escaped quotes, 3 more for each ``"`` or ``\\`` and 2 more for each tab
+    (both encodings escape them). In UTF-8 a control character is its own byte, never part of
+    another character's bytes, so the check and the counts work on the bytes."""
+    encoded = "\n".join(lines).encode()
+    if len(encoded.translate(None, _RARE_CONTROL_BYTES)) != len(encoded):
         return [wire_size(line) + 2 for line in lines]
-    return [
-        len(line.encode()) + 6 + 3 * (line.count('"') + line.count("\\")) + 2 * line.count("\t")
-        for line in lines
-    ]
+    for special, stand_in in _ESCAPED:  # a stand-in as long as the special once escaped twice
+        if special in encoded:
+            encoded = encoded.replace(special, stand_in)
+    return [len(line) + 6 for line in encoded.split(b"\n")]
 
 
-_RARE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
+# Control characters JSON escapes as \uXXXX (or \n, \r…), the line break aside: their cost is
+# left to ``wire_size``. Tabs are common in logs and cost a fixed 2 more bytes, so they stay.
+_RARE_CONTROL_BYTES = bytes(range(0x09)) + bytes(range(0x0B, 0x20))
+_ESCAPED = ((b"\\", b"xxxx"), (b'"', b"xxxx"), (b"\t", b"xxx"))
 
 
 def _chunk_cut_lines(lines: list[str], budget: int) -> list[str]:

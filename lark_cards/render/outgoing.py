@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from lark_cards.render.budget import Budget, pack
+from lark_cards.render.builtin import reply_card
 from lark_cards.render.pieces import Piece, wire_size
 from lark_cards.render.templates import CardTemplates
 from lark_cards.render.validate import count_components
@@ -70,20 +71,32 @@ def wrap(
 ) -> list[Outgoing]:
     """Pack ``pieces`` into as many cards as the budgets need and wrap each in ``template``."""
     templates = templates_for(options.templates_dir)
-    empty = templates.render(
-        template, {**context, "elements": [], "part": 99, "parts": 99}, report=False
-    )
-    reserved_components = count_components(empty)
+    if template == "reply" and templates.shipped("reply"):
+        summary = str(context.get("summary") or "")
+
+        def card_of(elements: list[dict[str, Any]], part: int, parts: int) -> dict[str, Any]:
+            return reply_card(elements, summary, part, parts)
+
+        empty = card_of([], 99, 99)
+    else:
+
+        def card_of(elements: list[dict[str, Any]], part: int, parts: int) -> dict[str, Any]:
+            card_context = {**context, "elements": elements, "part": part, "parts": parts}
+            return templates.render(template, card_context)
+
+        # only measured: a broken user template logs its error once, for the real card
+        empty = templates.render(
+            template, {**context, "elements": [], "part": 99, "parts": 99}, report=False
+        )
+    # ``empty`` is what the template adds to every card: reserved up front
     groups = pack(
         pieces,
         options.budget,
         reserved_bytes=wire_size(empty),
-        reserved_components=reserved_components,
+        reserved_components=count_components(empty),
     )
     cards = []
     for number, group in enumerate(groups, start=1):
-        elements = [piece.element() for piece in group]
-        card_context = {**context, "elements": elements, "part": number, "parts": len(groups)}
-        card = templates.render(template, card_context)
+        card = card_of([piece.element() for piece in group], number, len(groups))
         cards.append(Outgoing("interactive", card, tuple(group), template, context))
     return cards

@@ -9,6 +9,7 @@ splits between the pipe tables nested in it, at most four to a part (§5.4, 2300
 
 from __future__ import annotations
 
+import copy
 import functools
 import html
 import itertools
@@ -41,7 +42,8 @@ class Piece(Protocol):
         ...
 
     def element(self) -> dict[str, Any]:
-        """The card component (``body.elements`` item) the piece becomes."""
+        """The card component (``body.elements`` item) the piece becomes: a new object on
+        every call, so a card may hold it and whoever sends the card may change it."""
         ...
 
     def plain(self) -> str:
@@ -188,7 +190,7 @@ class ComponentPiece:
     tables: int = 0
 
     def element(self) -> dict[str, Any]:
-        return self.component
+        return copy.deepcopy(self.component)  # a new one per call, as every piece's element
 
     def plain(self) -> str:
         alt = self.component.get("alt", {})

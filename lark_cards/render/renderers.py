@@ -54,16 +54,23 @@ def inline(node: Node, ctx: RenderContext) -> str:
     out = []
     at_line_start = True
     for child in node.children:
-        text = INLINE_RENDERERS[child.type](child, ctx)
-        if at_line_start and child.type == "text":
-            text = escape_line_start(text)
+        if child.type == "text":  # most children: no dispatch
+            text = _text(child.content)
+            if at_line_start:
+                text = escape_line_start(text)
+        else:
+            text = INLINE_RENDERERS[child.type](child, ctx)
         out.append(text)
         at_line_start = text == "\n"  # after a soft or hard break, and after a <br> tag too
     return "".join(out)
 
 
 def text(node: Node, ctx: RenderContext) -> str:
-    escaped = escape(node.content)
+    return _text(node.content)
+
+
+def _text(content: str) -> str:
+    escaped = escape(content)
     # "!" right before a link would turn it into an image (``![x](url)``, 200570 for a URL).
     return escaped[:-1] + "&#33;" if escaped.endswith("!") else escaped
 
@@ -144,7 +151,9 @@ INLINE_RENDERERS: Mapping[str, Render] = MappingProxyType(
 
 def _styled(node: Node, rendered: str) -> str:
     """Apply an Errbot attribute list: colour → ``<font>``, background → ``<text_tag>``."""
-    attrs = node.meta.get("attrs") or {}
+    attrs = node.meta.get("attrs")
+    if not attrs:  # nearly every span: no attribute list
+        return rendered
     background = tag_color(attrs.get("bgcolor", ""))
     if background and rendered.strip():
         return f"<text_tag color='{background}'>{rendered}</text_tag>"

@@ -46,6 +46,8 @@ def pipe_tables(markdown: str) -> list[tuple[int, int, int]]:
     (exclusive). The one table scanner: the validator counts with it and ``MarkdownPiece``
     splits with it, so a split cannot disagree with the check.
     """
+    if "|" not in markdown or "-" not in markdown:
+        return []  # a table needs both (its delimiter row): most prose has no table to find
     tables: list[tuple[int, int, int]] = []
     previous = -1, ""  # the line before, if it is prose
     for number, line in _prose_lines(markdown):

@@ -23,11 +23,20 @@ _LINE_START = re.compile(
 
 def escape(text: str) -> str:
     """The renderer's escaping: syntax characters → ``&#NN;`` (numeric entities)."""
-    return _SYNTAX.sub(lambda m: f"&#{ord(m.group(0))};", text)
+    return _SYNTAX.sub(_entity, text)
+
+
+def _entity(match: re.Match[str]) -> str:
+    return f"&#{ord(match.group(0))};"
+
+
+_LINE_START_CHARACTERS = frozenset("-+#=0123456789")
 
 
 def escape_line_start(text: str) -> str:
     """Escape what would start a list, heading or setext underline if ``text`` begins a line."""
+    if text.lstrip(" \t")[:1] not in _LINE_START_CHARACTERS:
+        return text  # the common case, decided without the regular expression
     match = _LINE_START.match(text)
     if not match:
         return text
@@ -191,6 +200,7 @@ def safe_url(url: str) -> str | None:
 
 def fenced_code(language: str, code: str) -> str:
     """A fence longer than any backtick run in ``code``, so the code cannot close it."""
-    longest = max((len(run) for run in re.findall(r"^[ \t]*(`{3,})", code, re.M)), default=0)
+    runs = re.findall(r"^[ \t]*(`{3,})", code, re.M) if "```" in code else ()  # a log: no scan
+    longest = max((len(run) for run in runs), default=0)
     marker = "`" * max(3, longest + 1)
     return f"{marker}{language}\n{code.rstrip(chr(10))}\n{marker}"

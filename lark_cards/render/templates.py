@@ -30,11 +30,11 @@ Contexts (the contract :mod:`lark_cards.render` fills in; also in each template'
 from __future__ import annotations
 
 import colorsys
+import importlib.resources
 import json
 import logging
 import os
 import re
-import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,17 +44,14 @@ import jinja2
 
 from lark_cards.render.cardspec import HEADER_TEMPLATES
 
-__all__ = ["DEFAULT_TEMPLATE_DIRS", "CardTemplates", "TemplateError", "header_color"]
+__all__ = ["DEFAULT_TEMPLATE_DIR", "CardTemplates", "TemplateError", "header_color"]
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".json.j2"
-# Where the default templates are looked for, first existing wins: the clone's templates/ beside
-# the package, then where an installed distribution puts them. A packaging step may change this.
-DEFAULT_TEMPLATE_DIRS: tuple[Path, ...] = (
-    Path(__file__).resolve().parents[2] / "templates",
-    Path(sys.prefix) / "share" / "lark-cards" / "templates",
-)
+# The default templates are package data (lark_cards/templates), found through the package
+# itself: a clone, a venv, ``pip install --user`` and ``--target`` all have them beside the code.
+DEFAULT_TEMPLATE_DIR = Path(str(importlib.resources.files("lark_cards") / "templates"))
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # no path separators: names are not paths
 
 
@@ -83,12 +80,17 @@ class CardTemplates:
         *,
         default_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if default_dir is None:
-            default_dir = next((d for d in DEFAULT_TEMPLATE_DIRS if d.is_dir()), None)
-        self._default_dir = Path(default_dir) if default_dir is not None else None
+        self._default_dir = Path(default_dir) if default_dir is not None else DEFAULT_TEMPLATE_DIR
         self._user_dir = Path(user_dir) if user_dir is not None else None
-        self._default = _environment(self._default_dir) if self._default_dir else None
+        self._default = _environment(self._default_dir)
         self._user = _environment(self._user_dir) if self._user_dir else None
+
+    def shipped(self, name: str) -> bool:
+        """Whether ``name`` renders with the shipped default (no user file overrides it), so
+        the renderer may build that card in Python (``render.builtin``) instead."""
+        if self._default_dir != DEFAULT_TEMPLATE_DIR:
+            return False
+        return self._user_dir is None or not (self._user_dir / (name + SUFFIX)).is_file()
 
     def render(
         self, name: str, context: Mapping[str, Any], *, report: bool = True
@@ -108,8 +110,6 @@ class CardTemplates:
             except _Broken as broken:
                 if report:
                     log.error("%s; using the default %s instead", broken, filename)
-        if self._default is None:
-            raise TemplateError(f"no default card templates in {DEFAULT_TEMPLATE_DIRS}")
         try:
             return _render(self._default, filename, context)
         except jinja2.TemplateNotFound:

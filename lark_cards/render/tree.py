@@ -24,7 +24,7 @@ class Node:
 
     __slots__ = ("children", "token", "type")
 
-    def __init__(self, type_: str, token: Token | None) -> None:
+    def __init__(self, type_: str, token: Token) -> None:
         self.type = type_
         self.token = token
         self.children: list[Node] = []
@@ -39,37 +39,31 @@ class Node:
 
     @property
     def content(self) -> str:
-        return self._token.content
+        return self.token.content
 
     @property
     def attrs(self) -> dict[str, Any]:
-        return self._token.attrs
+        return self.token.attrs
 
     @property
     def info(self) -> str:
-        return self._token.info
+        return self.token.info
 
     @property
     def tag(self) -> str:
-        return self._token.tag
+        return self.token.tag
 
     @property
     def meta(self) -> dict[Any, Any]:
-        return self._token.meta
+        return self.token.meta
 
     @property
     def hidden(self) -> bool:
-        return self._token.hidden
+        return self.token.hidden
 
     @property
     def markup(self) -> str:
-        return self._token.markup
-
-    @property
-    def _token(self) -> Token:
-        if self.token is None:
-            raise AttributeError("the root node has no token")
-        return self.token
+        return self.token.markup
 
     def __repr__(self) -> str:
         return f"Node({self.type!r}, {len(self.children)} children)"
@@ -77,7 +71,7 @@ class Node:
 
 def build_tree(tokens: Sequence[Token]) -> Node:
     """The tree of a token stream (``MarkdownIt.parse``), inline children included."""
-    root = Node("root", None)
+    root = Node("root", Token("root", "", 0))  # a blank token: the properties need no check
     _add(root, tokens)
     return root
 

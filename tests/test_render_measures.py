@@ -1,0 +1,103 @@
+"""The renderer's arithmetic shortcuts agree with the slow, obvious measures they replace
+(issue 11): sizes without JSON encoding, component counts without walking, the shipped reply
+card without jinja2."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_render_properties import MARKDOWN
+
+from lark_cards.render import RenderOptions, render_markdown
+from lark_cards.render.budget import _measures
+from lark_cards.render.builtin import reply_card
+from lark_cards.render.lines import chunk_lines, wire_size
+from lark_cards.render.pieces import CodePiece, MarkdownPiece, TablePiece
+from lark_cards.render.renderers import RenderContext, render_pieces
+from lark_cards.render.templates import CardTemplates
+from lark_cards.render.validate import count_components
+
+
+def encoded_size(value: Any) -> int:
+    """The definition: compact JSON, encoded again as the inside of a JSON string (the
+    request's ``"content": "…"``), in UTF-8 bytes."""
+    card_json = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(json.dumps(card_json, ensure_ascii=False).encode()) - 2
+
+
+# Every character JSON escapes one way or another, and some it leaves alone.
+SPECIAL = st.sampled_from(list('"\\\n\t\r\b\f\x00\x1b\x1f\x7f\u2028 a中🎉'))
+TEXT = st.lists(st.one_of(SPECIAL, st.characters(exclude_categories=("Cs",))), max_size=60)
+
+
+@settings(max_examples=500)
+@given(TEXT.map("".join))
+def test_string_sizes_are_the_double_encoding(text: str) -> None:
+    assert wire_size(text) == encoded_size(text)
+    assert wire_size({"tag": "markdown", "content": text}) == encoded_size(
+        {"tag": "markdown", "content": text}
+    )
+
+
+@settings(max_examples=200)
+@given(st.lists(TEXT.map("".join).map(lambda s: s.replace("\n", " ")), max_size=40))
+def test_log_lines_chunk_within_the_budget(lines: list[str]) -> None:
+    for chunk in chunk_lines(lines, 200):
+        assert encoded_size(chunk) <= 200
+    assert "\n".join(chunk_lines(lines, 10**6)) == "\n".join(lines)
+
+
+CELLS = st.lists(st.text(max_size=8), min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MARKDOWN, st.lists(CELLS, max_size=6), TEXT.map("".join))
+def test_piece_measures_are_the_validators(markdown: str, rows: list[list[str]], code: str) -> None:
+    pieces = [
+        *render_pieces(markdown, RenderContext()),
+        TablePiece(tuple((f"h{i}", "") for i in range(4)), tuple(tuple(r) for r in rows)),
+        CodePiece("python", code),
+        MarkdownPiece.of(markdown),
+    ]
+    for piece in pieces:
+        element = piece.element()
+        card = {"body": {"elements": [element]}}
+        assert _measures(piece) == (encoded_size(element) + 1, count_components(card))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MARKDOWN, st.text(max_size=40), st.integers(1, 12), st.integers(1, 12))
+def test_the_builtin_reply_card_is_the_shipped_template(
+    markdown: str, summary: str, part: int, parts: int
+) -> None:
+    elements = [piece.element() for piece in render_pieces(markdown, RenderContext())]
+    context = {"elements": elements, "summary": summary, "part": part, "parts": parts}
+    jinja = CardTemplates().render("reply", context)
+    assert reply_card(elements, summary, part, parts) == jinja
+
+
+def test_a_user_reply_template_still_goes_through_jinja(tmp_path: Any) -> None:
+    (tmp_path / "reply.json.j2").write_text(
+        '{"schema": "2.0", "header": {"title": {"tag": "plain_text", "content": "Bot"}},'
+        ' "body": {"elements": {{ elements }}}}'
+    )
+    assert CardTemplates().shipped("reply")
+    assert not CardTemplates(tmp_path).shipped("reply")
+    assert CardTemplates(tmp_path).shipped("card")  # only the file that exists overrides
+    [card] = render_markdown("**hi**", options=RenderOptions(templates_dir=str(tmp_path)))
+    assert card["header"]["title"]["content"] == "Bot"
+    assert card["body"]["elements"] == [{"tag": "markdown", "content": "**hi**"}]
+
+
+def test_every_element_is_a_new_object() -> None:
+    """The builtin card holds the pieces' elements themselves (no JSON round trip copies
+    them), so a sender editing one card must not edit another or the piece kept for a retry."""
+    text = "a\n\n---\n\n![i](https://e.com/i.png)\n\n| a |\n|---|\n| 1 |\n\n```\nx\n```"
+    pieces = render_pieces(text, RenderContext(images={"https://e.com/i.png": "img_1"}))
+    assert len(pieces) == 5
+    for piece in pieces:
+        assert piece.element() is not piece.element()
+        assert piece.element() == piece.element()
