@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from errbot.backends.base import ONLINE, Message, Person
@@ -30,7 +30,7 @@ from errbot.core import ErrBot
 from lark_cards import identifiers
 from lark_cards.api import chats, contacts
 from lark_cards.api.client import LarkClient
-from lark_cards.api.errors import LarkAPIError
+from lark_cards.api.errors import CredentialsRejected, LarkAPIError
 from lark_cards.api.reactions import ReactionBook
 from lark_cards.bridge import LoopBridge, favour_the_loop
 from lark_cards.directory import CachedDirectory, LookupUnavailableError
@@ -46,7 +46,7 @@ from lark_cards.settings import ConfigError, Settings
 from lark_cards.transport.longconn import Fatal, LongConnection
 from lark_cards.transport.pushed import PushedEvents
 from lark_cards.transport.reception import Reception
-from lark_cards.transport.server import start_server
+from lark_cards.transport.server import start_server, unbindable
 from lark_cards.transport.webhook import create_app
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,15 @@ T = TypeVar("T")
 # which cuts code blocks and tables in half; the renderer splits structurally instead.
 MESSAGE_SIZE_LIMIT = 1_000_000
 COMMAND_POLL = 0.05  # how often a shutdown looks whether running commands have ended
+
+
+def stop_for_good(what: str, error: Exception) -> NoReturn:
+    """The one way out for what a retry cannot fix (a config error, wrong credentials, a
+    port in use, a long connection Feishu refuses): Errbot would otherwise call
+    ``serve_once`` again with backoff, forever, and the reason would scroll away. One
+    CRITICAL line naming what to change, and the process ends."""
+    log.critical("lark-cards: %s: %s", what, error)
+    raise SystemExit(f"lark-cards: {what}: {error}") from None
 
 
 class LarkCardsBackend(PluginAPI, ErrBot):
@@ -70,8 +79,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         try:
             self.settings = Settings.from_config(config)
         except ConfigError as error:
-            log.critical("lark-cards: %s", error)
-            raise SystemExit(f"lark-cards: configuration error: {error}") from None
+            stop_for_good("configuration error", error)
         self.bot_identifier = LarkPerson(self.settings.app_id)
         self.render_options = RenderOptions.from_settings(self.settings)
         self.bridge = LoopBridge()
@@ -133,7 +141,7 @@ class LarkCardsBackend(PluginAPI, ErrBot):
         keeping: list[asyncio.Task[None]] = []
         try:
             self.intake = intake = await Intake.open(self.settings, self._data_dir(), self._owner)
-            bot = await contacts.bot_info(client)
+            bot = await contacts.bot_info(client)  # the first call: it fetches the token
             if not bot.get("open_id"):
                 raise LarkAPIError(-1, "bot/v3/info returned no open_id: is the bot enabled?")
             self.bot_identifier = self.identities.person(bot["open_id"], name=bot.get("app_name"))
@@ -158,12 +166,13 @@ class LarkCardsBackend(PluginAPI, ErrBot):
             await self._until_stopped(connection)
             return True
         except ConfigError as error:  # the state store cannot be opened: a retry cannot help
-            log.critical("lark-cards: %s", error)
-            raise SystemExit(f"lark-cards: configuration error: {error}") from None
-        except Fatal as error:  # wrong credentials, not a self-built app, too many connections
-            log.critical("lark-cards: long connection: %s", error)
-            raise SystemExit(f"lark-cards: long connection: {error}") from None
-        except (LarkAPIError, OSError) as error:
+            stop_for_good("configuration error", error)
+        except CredentialsRejected as error:  # a wrong app_id or app_secret (either mode)
+            stop_for_good("cannot start", error)
+        except Fatal as error:  # a port we can never bind; or from the long connection: wrong
+            # credentials, not a self-built app, too many connections
+            stop_for_good("long connection" if connection is not None else "cannot start", error)
+        except (LarkAPIError, OSError) as error:  # network down, 5xx, rate limits: retried
             log.error("lark-cards: cannot serve: %s", error)
             return False
         finally:
@@ -195,8 +204,14 @@ class LarkCardsBackend(PluginAPI, ErrBot):
 
     async def _start_server(self, reception: Reception) -> web.AppRunner:
         app = create_app(self.settings, reception=reception)
+        host, port = self.settings.host, self.settings.port
         # Request deadline, keep-alive, connection cap and quiet logs: transport/server.py.
-        runner = await start_server(app, self.settings.host, self.settings.port)
+        try:
+            runner = await start_server(app, host, port)
+        except OSError as error:
+            if (problem := unbindable(error, host, port)) is not None:
+                raise Fatal(problem) from None  # the port is taken: retrying cannot help
+            raise
         log.info(
             "Listening for Feishu events on http://%s:%d%s",
             self.settings.host,

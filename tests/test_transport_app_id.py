@@ -140,14 +140,15 @@ async def test_an_app_id_that_is_not_a_string_is_a_400(app: App, app_id: Any) ->
     assert app.dispatched == []
 
 
-async def test_the_refusal_is_logged_once_at_info_without_secrets(
+async def test_the_refusal_is_logged_once_at_warning_naming_the_key_without_secrets(
     app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="lark_cards.transport.webhook"):
         await app.send(addressed_to(load("p2p_text"), OTHER_APP))
     [record] = [r for r in caplog.records if "rejected event" in r.getMessage()]
-    assert record.levelno == logging.INFO
+    assert record.levelno == logging.WARNING
     assert OTHER_APP in record.getMessage()
+    assert "BOT_IDENTITY['app_id']" in record.getMessage()
     assert TOKEN not in caplog.text
 
 

@@ -30,6 +30,7 @@ from .errors import (
     TOKEN_INVALID,
     LarkAPIError,
     backoff,
+    credentials_checked,
     decode_response,
     is_error_body,
     retry_delay,
@@ -151,7 +152,10 @@ class LarkClient:
 
     async def _fetch_token(self) -> dict[str, Any]:
         body = {"app_id": self._app_id, "app_secret": self._app_secret}
-        return await self._call(Call("POST", TOKEN_PATH, json_body=body), auth=False)
+        try:  # a refused id or secret becomes CredentialsRejected: fatal for the backend
+            return await self._call(Call("POST", TOKEN_PATH, json_body=body), auth=False)
+        except LarkAPIError as error:
+            raise credentials_checked(error) from error.__cause__
 
     # -- generic request -------------------------------------------------------------------
 
@@ -374,11 +378,8 @@ class LarkClient:
 
 
 async def read_limited(content: aiohttp.StreamReader, max_bytes: int) -> bytes:
-    """At most ``max_bytes + 1`` bytes of a body, so callers can tell "too big" apart.
-
-    ``read(n)`` returns only what is buffered, so a big body would come back cut short;
-    chunks are joined until the end or the limit.
-    """
+    """At most ``max_bytes + 1`` bytes of a body, so callers can tell "too big" apart; chunks
+    joined until the end or the limit (``read(n)`` returns only what is buffered)."""
     body = bytearray()
     async for chunk in content.iter_chunked(64 * 1024):
         body += chunk
@@ -388,11 +389,9 @@ async def read_limited(content: aiohttp.StreamReader, max_bytes: int) -> bytes:
 
 
 def _check_uuid(value: str | None) -> str:
-    if value is None:
-        return uuidlib.uuid4().hex  # 32 chars
-    if len(value) > MAX_UUID_LEN:
+    if value is not None and len(value) > MAX_UUID_LEN:
         raise ValueError(f"uuid must be at most {MAX_UUID_LEN} characters (§4.1)")
-    return value
+    return uuidlib.uuid4().hex if value is None else value  # a new one has 32 characters
 
 
 def _seg(value: str) -> str:

@@ -21,9 +21,13 @@ from typing import Any
 # reacts to). Sections are docs/feishu-platform.md.
 
 # Tokens (§3).
-# A wrong app_id / app_secret: the sandbox answers 10014, as Feishu was seen to; the reference
-# table reads 10014 "app unavailable", 10015 "wrong app secret" (§3). UNCONFIRMED which.
+# A wrong app_id / app_secret. Feishu answers a wrong secret with 10014 "app secret invalid" and
+# an unknown app_id with 10003 "invalid param" (seen, and so classified by Lark's own CLI); the
+# reference table reads 10014 "app unavailable", 10015 "wrong app secret" (§3). All three mean
+# the credentials in BOT_IDENTITY are wrong, which no retry fixes.
+APP_ID_INVALID = 10003
 APP_SECRET_INVALID = 10014
+APP_SECRET_WRONG = 10015
 TENANT_TOKEN_REJECTED = 20013  # "The tenant access token passed is invalid"
 TOKEN_MISSING = 99991661  # "Need a token": no Authorization header, or not "Bearer …"
 ACCESS_TOKEN_INVALID = 99991663  # the tenant token expired (or the API takes no tenant token)
@@ -83,6 +87,11 @@ NO_USER_AUTHORITY = 41050  # contact: the user is outside the app's visibility
 OPERATOR_NOT_IN_CHAT = 232011
 
 # --- what each code means to the caller ------------------------------------------------------
+
+# The token endpoint refused the app's id or secret (§3): fatal, see CredentialsRejected.
+CREDENTIALS_REJECTED: frozenset[int] = frozenset(
+    {APP_ID_INVALID, APP_SECRET_INVALID, APP_SECRET_WRONG}
+)
 
 # §3: "on 99991663/99991665/20013 drop the cached token, refetch, retry once".
 TOKEN_INVALID: frozenset[int] = frozenset(
@@ -158,6 +167,38 @@ class LarkAPIError(Exception):
             _rebuild,
             (type(self), self.code, self.msg, self.log_id, self.http_status, self.retry_after),
         )
+
+
+class CredentialsRejected(LarkAPIError):
+    """The token endpoint refused BOT_IDENTITY's ``app_id`` or ``app_secret``: every call
+    needs a token, so the bot cannot work until the config changes, and retrying (Errbot's
+    reconnect loop) only hides that. ``str()`` names the key to check, never its value."""
+
+    @property
+    def config_key(self) -> str:
+        """The BOT_IDENTITY key that is most likely wrong."""
+        return "app_id" if self.code == APP_ID_INVALID else "app_secret"
+
+    def __str__(self) -> str:
+        said = f"{self.code} {self.msg}" + (f", log_id {self.log_id}" if self.log_id else "")
+        return (
+            f"Feishu refused the app's credentials ({said}): check "
+            f"BOT_IDENTITY['{self.config_key}'] (app_id, app_secret and domain must be one app's)"
+        )
+
+
+def credentials_checked(error: LarkAPIError) -> LarkAPIError:
+    """A token endpoint's ``error`` as :class:`CredentialsRejected` when its code says the
+    credentials are wrong; any other error (network, 5xx, rate limit) as it is."""
+    if error.code not in CREDENTIALS_REJECTED or isinstance(error, CredentialsRejected):
+        return error
+    return CredentialsRejected(
+        error.code,
+        error.msg,
+        log_id=error.log_id,
+        http_status=error.http_status,
+        retry_after=error.retry_after,
+    )
 
 
 def _rebuild(

@@ -41,6 +41,7 @@ RETRY_DELAYS = (15.0, 300.0, 3600.0, 21600.0)  # §1.8: at most 4 retries
 # or (None, None, problem) when there was no answer; problem "timeout" when it came too late.
 Outcome = tuple[int | None, bytes | None, str | None]
 TIMEOUT = "timeout"
+ANSWER_KEPT = 300  # characters of the bot's answer an attempt keeps (it says why it refused)
 
 
 def message_envelope(
@@ -153,16 +154,38 @@ def event_request(
 
 @dataclass(frozen=True)
 class Attempt:
-    """One push of an event: ``status`` is the HTTP status, None when there was no answer."""
+    """One push of an event: ``status`` is the HTTP status (or ack frame code), None when
+    there was no answer; ``answer`` the start of the bot's answer body, which says why it
+    refused (``{"error": "signature mismatch"}``): Feishu's console only says "failed", the
+    sandbox can do better."""
 
     event_id: str
     number: int  # 0 for the first push, 1.. for retries
     status: int | None
     error: str | None = None
+    answer: str | None = None
 
     @property
     def acked(self) -> bool:
         return self.status == 200
+
+    @property
+    def outcome(self) -> str:
+        """One line on how this push went, for the page and the log."""
+        if self.acked:
+            return "acked"
+        if self.status is None:
+            return "no answer in time" if self.error == TIMEOUT else self.error or "no answer"
+        said = f"the bot answered {self.status}"
+        return f"{said}: {self.answer}" if self.answer else said
+
+
+def kept_answer(raw: bytes | None) -> str | None:
+    """The first :data:`ANSWER_KEPT` characters of an answer body, on one line."""
+    if not raw:
+        return None
+    text = " ".join(raw[: 4 * ANSWER_KEPT].decode("utf-8", "replace").split())
+    return text if len(text) <= ANSWER_KEPT else text[: ANSWER_KEPT - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -269,14 +292,14 @@ class Deliverer:
         for number, delay in enumerate((0.0, *self.retry_delays)):
             if delay:
                 await self._sleep(delay)
-            status, _, problem = await self.channel.post(payload)
-            attempt = Attempt(event_id, number, status, problem)
+            status, raw, problem = await self.channel.post(payload)
+            attempt = Attempt(event_id, number, status, problem, kept_answer(raw))
             self.attempts.append(attempt)
             if on_attempt is not None:
                 on_attempt(attempt)
             if attempt.acked:
                 return
-            log.info("Event %s not acked (%s); attempt %d", event_id, problem, number + 1)
+            log.info("Event %s not acked (%s); attempt %d", event_id, attempt.outcome, number + 1)
         log.warning("Event %s dropped after %d attempts", event_id, len(self.retry_delays) + 1)
 
     async def callback(self, payload: dict[str, Any]) -> CallbackAnswer:

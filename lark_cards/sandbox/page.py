@@ -72,6 +72,8 @@ class Page:
         self.deliverer = deliverer
         self.verification_token = verification_token
         self.hub = hub
+        # message_id → how its last unacked push went ("the bot answered 401: {…}").
+        self.delivery_details: dict[str, str] = {}
 
     def add_routes(self, app: web.Application) -> None:
         app.add_routes(
@@ -110,7 +112,7 @@ class Page:
                 "encrypted": bool(self.deliverer.encrypt_key),
                 "connections": [c.to_json() for c in self.hub.connections] if self.hub else [],
                 "seq": platform.conversations.seq,
-                "messages": [m.to_json() for m in platform.conversations.timeline],
+                "messages": [self._view(m) for m in platform.conversations.timeline],
             }
         )
 
@@ -121,8 +123,16 @@ class Page:
         changed = await conversations.wait(since, wait)
         chats = [{"chat_id": cid, **chat} for cid, chat in self.platform.chats.items()]
         return web.json_response(
-            {"seq": conversations.seq, "messages": [m.to_json() for m in changed], "chats": chats}
+            {"seq": conversations.seq, "messages": [self._view(m) for m in changed], "chats": chats}
         )
+
+    def _view(self, message: StoredMessage) -> dict[str, Any]:
+        """A message as the page gets it: with why its delivery failed, when it did."""
+        view = message.to_json()
+        detail = self.delivery_details.get(message.message_id)
+        if detail is not None:
+            view["delivery_detail"] = detail
+        return view
 
     async def _send(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -155,8 +165,10 @@ class Page:
         def record(attempt: Attempt) -> None:
             if attempt.acked:
                 message.delivery = "delivered"
+                self.delivery_details.pop(message.message_id, None)
             else:
                 message.delivery = "failed" if attempt.number >= last else "retrying"
+                self.delivery_details[message.message_id] = attempt.outcome
             self.platform.conversations.touch(message)
 
         self.deliverer.push(payload, on_attempt=record)

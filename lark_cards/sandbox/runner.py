@@ -211,10 +211,11 @@ def say(stream: TextIO, text: str) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT/SIGTERM (Ctrl-C) while the block runs, shutdown included, so a
-    second Ctrl-C during shutdown cannot interrupt the cleanup."""
+    """Set ``stop`` on SIGINT/SIGTERM (Ctrl-C) and SIGHUP (the terminal was closed) while the
+    block runs, shutdown included, so a second Ctrl-C during shutdown cannot interrupt the
+    cleanup, and a closed terminal stops errbot the way Ctrl-C does."""
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:

@@ -49,14 +49,20 @@ Respond = Callable[[Envelope], Mapping[str, Any] | None]
 class Rejected(Exception):
     """A request we answer with a 4xx. ``reason`` goes to the client; ``detail`` only to logs.
 
-    Neither ever holds a token, key, signature or body.
+    ``check`` is set when the refusal most likely means our config and the app's disagree
+    (a wrong key, token or app_id): what to check, for the one WARNING line the user reads,
+    since Feishu only shows "push failed" and retries. None of the three ever holds a token,
+    key, signature or body.
     """
 
-    def __init__(self, status: int, reason: str, detail: str | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, detail: str | None = None, *, check: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.detail = detail or reason
+        self.check = check
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -85,7 +91,12 @@ def check_app(app_id: str, callback: Callback) -> None:
     and credentials: its commands are not ours to run (and it must not enter dedup)."""
     named = callback.app_id if isinstance(callback, Envelope) else None
     if named is not None and named != app_id:
-        raise Rejected(403, "event is for another app", f"app_id {named[:64]!r} is not ours")
+        raise Rejected(
+            403,
+            "event is for another app",
+            f"app_id {named[:64]!r} is not ours",
+            check="check BOT_IDENTITY['app_id']: another app's events come to this URL",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ __all__ = [
     "BadCiphertext",
     "BadSignature",
     "BadToken",
+    "MissingSignature",
     "StaleRequest",
     "VerificationError",
     "check_token",
@@ -46,6 +47,10 @@ class BadToken(VerificationError):
 
 class BadSignature(VerificationError):
     """``X-Lark-Signature`` is missing or does not match the raw body (§1.7)."""
+
+
+class MissingSignature(BadSignature):
+    """Some but not all of the three signature headers: a broken client, not a wrong key."""
 
 
 class StaleRequest(VerificationError):
@@ -137,11 +142,12 @@ def verify_signature(
     lark-oapi never does it (§1.7). The signature is checked first so the freshness answer is
     only ever given about timestamps Feishu really signed.
 
-    Raises :class:`BadSignature` if any header is missing or the digest differs, and
-    :class:`StaleRequest` if the signed timestamp is not an integer or is outside the window.
+    Raises :class:`MissingSignature` if any header is missing, :class:`BadSignature` if the
+    digest differs, and :class:`StaleRequest` if the signed timestamp is not an integer or is
+    outside the window.
     """
     if timestamp is None or nonce is None or signature is None:
-        raise BadSignature("missing signature headers")
+        raise MissingSignature("missing signature headers")
     expected = _digest(timestamp, nonce, encrypt_key, body)
     # Constant-time compare on bytes: compare_digest refuses non-ASCII str with a TypeError.
     if not hmac.compare_digest(expected.encode("ascii"), _utf8(signature)):

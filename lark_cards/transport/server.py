@@ -15,7 +15,9 @@ whose connections (:class:`GuardedConnection`, an aiohttp ``RequestHandler``) ad
   HTTP, clients that break off, slow clients, evictions and ``accept()`` failures such as
   EMFILE, where aiohttp and asyncio log a traceback per request or per failed accept.
 
-aiohttp's own answers are kept: a malformed request still gets its 400.
+aiohttp's own answers are kept: a malformed request still gets its 400. A port that cannot be
+bound for good (taken, privileged, an address that is not this machine's) is
+:func:`unbindable`: the backend stops with one line instead of retrying forever.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import errno
 import logging
 import resource
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,7 @@ __all__ = [
     "ServerLimits",
     "default_max_connections",
     "start_server",
+    "unbindable",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,6 +86,29 @@ class ServerLimits:
             raise ValueError("max_connections must be at least 1")
         if self.backlog < 1:
             raise ValueError("backlog must be at least 1")
+
+
+# bind() failures no retry fixes, and what to change for each. EADDRINUSE is another live
+# listener (aiohttp sets SO_REUSEADDR, so a socket in TIME_WAIT from our own last run is not).
+_UNBINDABLE = {
+    errno.EADDRINUSE: (
+        "the port is in use (another bot, or an old process still running?)",
+        "port",
+    ),
+    errno.EACCES: ("permission denied (ports below 1024 need privileges)", "port"),
+    errno.EADDRNOTAVAIL: ("the address is not one of this machine's", "host"),
+    socket.EAI_NONAME: ("the host name does not resolve", "host"),
+}
+
+
+def unbindable(error: OSError, host: str, port: int) -> str | None:
+    """Why ``start_server`` can never listen on ``host:port`` after ``error``, naming the
+    BOT_IDENTITY key to change; None when the failure may pass (then retrying is right)."""
+    known = _UNBINDABLE.get(error.errno) if error.errno is not None else None
+    if known is None:
+        return None
+    why, key = known
+    return f"cannot listen on {host}:{port}: {why}: check BOT_IDENTITY['{key}']"
 
 
 def default_max_connections() -> int:

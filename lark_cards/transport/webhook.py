@@ -17,7 +17,11 @@ handler is a thin translator around it. Order, following docs/feishu-platform.md
    200 carries its answer (a toast, maybe a card), the same for a retry, which is not
    dispatched again.
 
-Every failure is a JSON ``{"error": ...}`` 4xx; no input is meant to produce a 5xx.
+Every failure is a JSON ``{"error": ...}`` 4xx; no input is meant to produce a 5xx. A refusal
+that means the bot's keys and the app's disagree (no or another Encrypt Key, another
+Verification Token, another app) is logged at WARNING with what to check, the first time and
+then once per :data:`REFUSAL_LOG_INTERVAL` per kind: Feishu's console only says the push
+failed, and retries, so a quiet log would leave the user guessing.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from lark_cards.settings import Settings
 from lark_cards.transport.dedup import EventClaims, MemoryClaims, TTLSet, dedup_keys
 from lark_cards.transport.envelope import Envelope, UrlVerification
-from lark_cards.transport.logs import brief
+from lark_cards.transport.logs import LogThrottle, brief
 from lark_cards.transport.reception import (
     Callback,
     Reception,
@@ -45,6 +49,9 @@ from lark_cards.transport.reception import (
 )
 from lark_cards.transport.security import (
     BadCiphertext,
+    BadSignature,
+    BadToken,
+    StaleRequest,
     VerificationError,
     check_token,
     decrypt,
@@ -66,6 +73,26 @@ NONCE_HEADER = "X-Lark-Request-Nonce"
 SIGNATURE_HEADER = "X-Lark-Signature"
 _SIGNATURE_HEADERS = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
+# What to check when a refusal means the config and the app disagree (Rejected.check). Fixed
+# strings: they name keys and console pages, never a value, and serve as LogThrottle kinds.
+REFUSAL_LOG_INTERVAL = 300.0  # s between two WARNING lines of one kind
+_CONSOLE = "the developer console's Events & Callbacks → Encryption Strategy"
+CHECK_NO_KEY = (
+    f"Feishu encrypts the events but BOT_IDENTITY has no 'encrypt_key': set it to the "
+    f"Encrypt Key in {_CONSOLE}"
+)
+CHECK_PLAIN = (
+    f"BOT_IDENTITY['encrypt_key'] is set but the event came unencrypted: set the same "
+    f"Encrypt Key in {_CONSOLE} (or remove 'encrypt_key')"
+)
+CHECK_KEY = f"check that BOT_IDENTITY['encrypt_key'] is the Encrypt Key in {_CONSOLE}"
+CHECK_TOKEN = (
+    f"check that BOT_IDENTITY['verification_token'] is the Verification Token in {_CONSOLE}"
+)
+CHECK_CLOCK = (
+    "check this machine's clock: the signed timestamp is outside LARK_CARDS['replay_window']"
+)
+
 
 def authenticate(
     settings: Settings, body: bytes, headers: Mapping[str, str], *, now: float
@@ -80,10 +107,10 @@ def authenticate(
     if "encrypt" not in payload:
         if key is not None:
             # A plain body would skip the signature, which only exists for encrypted ones.
-            raise Rejected(401, "body must be encrypted")
+            raise Rejected(401, "body must be encrypted", check=CHECK_PLAIN)
         callback = parse(payload)
     elif key is None:
-        raise Rejected(400, "encrypted body but no encrypt_key configured")
+        raise Rejected(400, "encrypted body but no encrypt_key configured", check=CHECK_NO_KEY)
     elif any(name in headers for name in _SIGNATURE_HEADERS):
         try:
             verify_signature(
@@ -119,15 +146,28 @@ def _unsigned_challenge(key: str, payload: Mapping[str, Any]) -> UrlVerification
         plaintext = decrypt(key, _ciphertext(payload))
         callback = parse(json_object(plaintext, "decrypted body"))
     except (VerificationError, Rejected) as exc:
-        raise Rejected(401, "unsigned request", f"unsigned and undecryptable: {exc}") from exc
+        # Most often the console's URL check with another Encrypt Key than ours.
+        detail = f"unsigned and undecryptable: {exc}"
+        raise Rejected(401, "unsigned request", detail, check=CHECK_KEY) from exc
     if not isinstance(callback, UrlVerification):
         raise Rejected(401, "unsigned request", "unsigned encrypted event")
     return callback
 
 
 def _rejection(exc: VerificationError) -> Rejected:
-    # A ciphertext that fails after a valid signature is malformed, not unauthenticated.
-    return Rejected(400 if isinstance(exc, BadCiphertext) else 401, str(exc))
+    # A ciphertext that fails after a valid signature is malformed, not unauthenticated (and
+    # not a wrong key: the signature proved ours is right).
+    if isinstance(exc, BadCiphertext):
+        return Rejected(400, str(exc))
+    return Rejected(401, str(exc), check=_CHECKS.get(type(exc)))
+
+
+# What each refusal of security.py says to check; a missing header is a broken client.
+_CHECKS: dict[type[VerificationError], str] = {
+    BadSignature: CHECK_KEY,
+    BadToken: CHECK_TOKEN,
+    StaleRequest: CHECK_CLOCK,
+}
 
 
 def _ciphertext(payload: Mapping[str, Any]) -> str:
@@ -146,6 +186,7 @@ class _EventHandler:
         self._settings = settings
         self._reception = reception
         self._clock = clock
+        self._refusals = LogThrottle(log, REFUSAL_LOG_INTERVAL)
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -157,13 +198,28 @@ class _EventHandler:
         try:
             callback = authenticate(self._settings, body, request.headers, now=self._clock())
         except Rejected as exc:
-            level = logging.INFO if exc.status in (401, 403) else logging.DEBUG
-            log.log(level, "rejected event from %s: %s", request.remote, exc.detail)
+            self._log_refusal(exc, request.remote)
             return _error(exc.status, exc.reason)
         if isinstance(callback, UrlVerification):
             return web.json_response({"challenge": callback.challenge})
         received = await self._reception.receive(callback)
         return web.json_response(received.body, status=received.status)
+
+    def _log_refusal(self, exc: Rejected, remote: str | None) -> None:
+        """A refusal that says what to check: WARNING, the first and then one per interval
+        and kind; every other one (and the held-back ones) at DEBUG, since anyone who can
+        reach the port decides how many there are."""
+        if exc.check is not None and self._refusals.log(
+            exc.check,
+            logging.WARNING,
+            "rejected event from %s (%d %s): %s",
+            remote,
+            exc.status,
+            exc.detail,
+            exc.check,
+        ):
+            return
+        log.debug("rejected event from %s: %d %s", remote, exc.status, exc.detail)
 
 
 def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -245,12 +245,19 @@ def test_preview_shows_cards_and_budgets(browser, sandbox: SandboxProcess, scree
     driver = browser
     open_page(driver, sandbox.url)
     driver.find_element(By.ID, "preview-tab").click()
+    output = driver.find_element(By.ID, "preview-output")
     select = Select(driver.find_element(By.ID, "sample-select"))
     budgets = next(o.text for o in select.options if o.text.startswith("Budgets"))
     select.select_by_visible_text(budgets)
-    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".preview-card")) >= 2)
+    wait_for(driver, lambda d: output.get_attribute("data-rendered"))
+    assert len(driver.find_elements(By.CSS_SELECTOR, ".preview-card")) >= 2
     summary = driver.find_element(By.CSS_SELECTOR, ".preview-summary").text
     assert summary.endswith("cards")
+    # At 1280 px the longest sample title must not push the dropdown over the card count.
+    assert driver.execute_script("return window.innerWidth") == 1280
+    dropdown = _box(driver, "#sample-select")
+    count = _box(driver, ".preview-summary")
+    assert not _overlap(dropdown, count), (dropdown, count)
     first = driver.find_elements(By.CSS_SELECTOR, ".preview-card")[0]
     labels = [b.text for b in first.find_elements(By.CSS_SELECTOR, ".budget-label")]
     assert labels == ["bytes", "components", "tables"]
@@ -261,9 +268,33 @@ def test_preview_shows_cards_and_budgets(browser, sandbox: SandboxProcess, scree
     box = driver.find_element(By.ID, "preview-input")
     box.clear()
     box.send_keys("Inline `red`{:color='red'} and a [link](https://example.com)")
+    before = output.get_attribute("data-rendered")
     driver.find_element(By.ID, "preview-button").click()
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".preview-card .md-font"))
+    # Wait for this render, not for cards the Budgets preview already drew (it has colours
+    # too): a new data-rendered and the one card this markdown makes.
+    wait_for(
+        driver,
+        lambda d: (
+            output.get_attribute("data-rendered") != before
+            and d.find_element(By.CSS_SELECTOR, ".preview-summary").text == "1 card"
+        ),
+    )
     assert len(driver.find_elements(By.CSS_SELECTOR, ".preview-card")) == 1
+    assert driver.find_elements(By.CSS_SELECTOR, ".preview-card .md-font")
+
+
+def _box(driver, selector: str) -> tuple[float, float, float, float]:
+    """The element's bounding box in the viewport: left, top, right, bottom."""
+    rect = driver.execute_script(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return [r.left, r.top, r.right, r.bottom];",
+        selector,
+    )
+    return tuple(rect)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 @pytest.mark.parametrize("chat", ["direct"])

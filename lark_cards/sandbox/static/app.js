@@ -143,6 +143,10 @@
     if (message.updates) meta.appendChild(el("span", "msg-edited", `updated ×${message.updates}`));
     if (message.delivery) meta.appendChild(el("span", "msg-delivery delivery-" + message.delivery, deliveryLabel(message.delivery)));
     main.appendChild(meta);
+    // Why the bot refused the push (its status and answer), which Feishu's console never shows.
+    if (message.delivery_detail && message.delivery !== "delivered") {
+      main.appendChild(el("div", "delivery-detail", message.delivery_detail));
+    }
     if (message.reply_to) main.appendChild(replyQuote(message.reply_to, message.reply_in_thread));
     main.appendChild(renderContent(message));
     if ((message.reactions || []).length) main.appendChild(reactions(message.reactions));
@@ -151,7 +155,7 @@
   }
 
   function deliveryLabel(delivery) {
-    return { pending: "sending…", delivered: "✓ delivered", retrying: "⟳ bot did not ack — retrying", failed: "✗ not delivered" }[delivery] || delivery;
+    return { pending: "sending…", delivered: "✓ delivered", retrying: "⟳ not acked — retrying", failed: "✗ not delivered" }[delivery] || delivery;
   }
 
   function replyQuote(messageId, thread) {

@@ -5,6 +5,7 @@
   const el = global.FeishuMarkdown.el;
   const $ = (id) => document.getElementById(id);
   let shared = null;
+  let requested = 0; // renders asked for; only the latest one's answer is drawn
 
   function budget(label, value, limit, unit) {
     const item = el("div", "budget" + (value > limit ? " over" : ""));
@@ -19,15 +20,22 @@
     return item;
   }
 
+  // The typing timer and the Render button can both be in flight: an older answer arriving
+  // last must not replace the newer one. data-rendered counts what was drawn, so a test (or
+  // a user's script) can wait for *this* render rather than for the previous one's cards.
   async function render() {
     const out = $("preview-output");
+    const mine = ++requested;
     let result;
     try {
       result = await shared.api("/api/preview", { markdown: $("preview-input").value });
     } catch (error) {
+      if (mine !== requested) return;
       out.replaceChildren(el("div", "problem", String(error.message || error)));
+      out.dataset.rendered = String(mine);
       return;
     }
+    if (mine !== requested) return;
     out.replaceChildren();
     const kb = (n) => (n / 1024).toFixed(1) + " KB";
     const total = result.cards.length;
@@ -45,6 +53,7 @@
       section.appendChild(shared.cardBubble({ message_id: "preview-" + index, content: item.card }));
       out.appendChild(section);
     });
+    out.dataset.rendered = String(mine);
   }
 
   async function loadSamples() {
