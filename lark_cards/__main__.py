@@ -2,7 +2,9 @@
 
 ``render [FILE|-]`` prints the Feishu cards (card JSON 2.0) that the bot would send for an Errbot
 markdown reply: the quickest way to see, diff or paste into Feishu's card builder what a plugin's
-output becomes, without a bot, an app or a network.
+output becomes, without a bot, an app or a network. ``--templates-dir DIR`` renders with your
+own templates (``LARK_CARDS["templates_dir"]``). A card Feishu would refuse gets one line per
+reason on stderr, so you can try a template before the bot sends it.
 
 Each command is a ``_add_<name>`` function that registers a sub-parser whose ``run(args) -> int``
 does the work; input the user got wrong raises :class:`CommandError`, which becomes exit status 2
@@ -100,13 +102,31 @@ def _add_render(commands: argparse._SubParsersAction[_Parser]) -> None:
         "for the Errbot markdown in FILE (default: standard input).",
     )
     render.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="UTF-8 markdown")
+    render.add_argument(
+        "--templates-dir",
+        metavar="DIR",
+        help="a folder of your own card templates, as LARK_CARDS['templates_dir'] (files there "
+        "win over the shipped ones)",
+    )
     render.set_defaults(run=_run_render)
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from lark_cards.render import render_markdown
+    from lark_cards.render import RenderOptions, render_markdown
+    from lark_cards.render.validate import validate_card
 
-    cards = render_markdown(_read_text(args.file))
+    directory = args.templates_dir
+    if directory is not None and not os.path.isdir(directory):
+        raise CommandError(f"--templates-dir {directory}: not a folder")
+    cards = render_markdown(_read_text(args.file), options=RenderOptions(templates_dir=directory))
+    for number, card in enumerate(cards, start=1):
+        for problem in validate_card(card):  # what a user's template got wrong, Feishu's way
+            where = f" at {problem.path}" if problem.path else ""
+            print(
+                f"{PROG} render: card {number}: Feishu would refuse it "
+                f"({problem.code}{where}: {problem.message})",
+                file=sys.stderr,
+            )
     # Non-ASCII stays readable on a UTF-8 terminal; \u escapes keep other encodings working.
     utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
     return _output(json.dumps(cards, ensure_ascii=not utf8, indent=2))

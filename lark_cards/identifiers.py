@@ -14,10 +14,17 @@ Text forms (``str()`` round-trips through ``build_identifier``)::
     ou_xxx            LarkPerson          (open_id)
     oc_xxx            LarkRoom            (chat_id)
     oc_xxx/ou_xxx     LarkRoomOccupant    (chat_id/open_id)
+
+``build_identifier`` also reads the form of the seed backend (errbot-backend-lark), so strings
+its users saved in plugin storage or config keep working. The form is never produced::
+
+    ou_xxx:oc_xxx:p2p     LarkPerson (the direct chat oc_xxx kept as ``client``)
+    ou_xxx:oc_xxx:group   LarkRoomOccupant, as oc_xxx/ou_xxx
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NoReturn, Protocol
 
@@ -351,8 +358,10 @@ def bound(identities: Identities | None) -> Identities:
 
 
 def parse_identifier(text: str, identities: Identities = OFFLINE) -> LarkPerson | LarkRoom:
-    """Inverse of ``str()`` for every identifier class."""
+    """Inverse of ``str()`` for every identifier class (and the seed's colon form)."""
     text = text.strip()
+    if ":" in text:
+        return _parse_seed_form(text, identities)
     if "/" in text:
         chat_id, _, open_id = text.partition("/")
         if chat_id.startswith("oc_") and open_id.startswith("ou_"):
@@ -365,3 +374,27 @@ def parse_identifier(text: str, identities: Identities = OFFLINE) -> LarkPerson 
         f"{text!r} is not a Feishu identifier: use an open_id (ou_…), a chat_id (oc_…) "
         "or chat_id/open_id"
     )
+
+
+_OPEN_ID, _CHAT_ID = re.compile(r"ou_[A-Za-z0-9_-]+"), re.compile(r"oc_[A-Za-z0-9_-]+")
+
+
+def _parse_seed_form(text: str, identities: Identities) -> LarkPerson:
+    """``{open_id}:{chat_id}:{p2p|group}``, errbot-backend-lark's ``str()``; a group one is
+    the person in that room (a group message's ``frm``). A wrong part is named."""
+    parts = [part.strip() for part in text.split(":")]
+    problem = None
+    if len(parts) != 3:
+        problem = f"the colon form has 3 parts, not {len(parts)}"
+    elif not _OPEN_ID.fullmatch(parts[0]):
+        problem = f"{parts[0]!r} is not an open_id (ou_…)"
+    elif not _CHAT_ID.fullmatch(parts[1]):
+        problem = f"{parts[1]!r} is not a chat_id (oc_…)"
+    elif parts[2] == "p2p":
+        return identities.person(parts[0], chat_id=parts[1])
+    elif parts[2] == "group":
+        return identities.occupant(parts[0], parts[1])
+    else:
+        problem = f"the chat type is {parts[2]!r}, not p2p or group"
+    form = "open_id:chat_id:p2p or open_id:chat_id:group"
+    raise ValueError(f"{text!r} is not a Feishu identifier: {problem} ({form})")

@@ -152,9 +152,10 @@ class FakeOpenAPI(LarkClient):
         self.on(method, path, held)
         return gate
 
-    def refuse(self, decide: Callable[[Call], int | None]) -> None:
+    def refuse(self, decide: Callable[[Call], int | tuple[int, str] | None]) -> None:
         """Answer each message send or reply with the Feishu code ``decide`` picks for it
-        (HTTP 400), or as before where it picks None."""
+        (HTTP 400), or as before where it picks None. A ``(code, msg)`` pair is answered
+        with that ``msg`` and a ``log_id``, as Feishu's error bodies carry one."""
         for path in ("/open-apis/im/v1/messages", "/open-apis/im/v1/messages/*/reply"):
             self.on("POST", path, _refusing(decide, self._route("POST", path)))
 
@@ -229,10 +230,15 @@ class FakeOpenAPI(LarkClient):
         return {"code": 0, "msg": "success", "data": data}
 
 
-def _refusing(decide: Callable[[Call], int | None], answer: Handler) -> Handler:
+def _refusing(decide: Callable[[Call], int | tuple[int, str] | None], answer: Handler) -> Handler:
     def refusing(call: Call) -> Any:
         code = decide(call)
-        return answer(call) if code is None else (400, {"code": code, "msg": f"refused: {code}"})
+        if code is None:
+            return answer(call)
+        if isinstance(code, tuple):
+            error = {"log_id": "20250101000000LOGID0000000000000"}
+            return 400, {"code": code[0], "msg": code[1], "error": error}
+        return 400, {"code": code, "msg": f"refused: {code}"}
 
     return refusing
 

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, TypeVar
 from errbot.backends.base import Card, Identifier, Message, Stream
 
 from lark_cards.bridge import LoopBridge, report_failure
-from lark_cards.interactive import with_buttons
+from lark_cards.interactive import buttons_row, with_buttons
 from lark_cards.outbound.cards import (
     PROGRESS_RATE,
     AsyncCard,
@@ -37,6 +37,7 @@ from lark_cards.outbound.delivery import Compose, Delivery
 from lark_cards.outbound.files import UPLOAD_TIMEOUT, StreamReader, settle
 from lark_cards.outbound.target import Target, reply_cause, target_of
 from lark_cards.render import Outgoing, parse, render_card, render_reply, render_template
+from lark_cards.render.pieces import ComponentPiece
 
 __all__ = ["CardExpiredError", "CardRef", "Delivery", "Outbox", "Progress", "Target", "target_of"]
 
@@ -112,7 +113,8 @@ class Outbox:
 
         async def compose(delivery: Delivery) -> list[Outgoing]:
             card = await asyncio.to_thread(render_template, template, values, delivery.options)
-            return [Outgoing("interactive", card)]
+            # its name and context: a refused user template is remade in the shipped one
+            return [Outgoing("interactive", card, (), template, values)]
 
         self._send(msg, compose)
 
@@ -142,7 +144,11 @@ class Outbox:
         async def compose(delivery: Delivery) -> list[Outgoing]:
             *items, last = await render_cards(text, delivery.options)
             content = with_buttons(last.content, buttons)
-            return [*items, dataclasses.replace(last, content=content)]
+            # the row is a piece too, so a card made again (smaller, or in the shipped
+            # template after a refusal) still ends with the buttons
+            row = ComponentPiece(buttons_row(*buttons))
+            last = dataclasses.replace(last, content=content, pieces=(*last.pieces, row))
+            return [*items, last]
 
         return self._send_card_ref(Message(to=to, parent=in_reply_to), compose)
 

@@ -70,16 +70,18 @@ class AsyncCard:
         return cls(str(sent["message_id"]), chat_key, sent_at)
 
     async def update(
-        self, delivery: Delivery, card: Mapping[str, Any], *, now: float | None = None
+        self, delivery: Delivery, card: Mapping[str, Any] | Outgoing, *, now: float | None = None
     ) -> None:
-        """PATCH the card; the caller holds the chat's turn."""
+        """PATCH the card; the caller holds the chat's turn. ``card`` is a card JSON, or a
+        rendered card (then a refused user template is retried in the shipped one)."""
         age = (time.time() if now is None else now) - self.sent_at
         if age > UPDATE_WINDOW:
             raise CardExpiredError(
                 f"card {self.message_id} was sent {age / 86400:.1f} days ago; Feishu updates "
                 "cards for 14 days only: send a new card instead"
             )
-        await delivery.client.update_message(self.message_id, card)
+        item = card if isinstance(card, Outgoing) else Outgoing("interactive", dict(card))
+        await delivery.update_card(self.message_id, item)
 
 
 class CardRef:
@@ -105,21 +107,21 @@ class CardRef:
     def update(self, text: str) -> concurrent.futures.Future[None]:
         """Replace the card with ``text`` rendered as a card (its first card, if long)."""
 
-        async def build(options: RenderOptions) -> Mapping[str, Any]:
-            return (await render_cards(text, options))[0].content
+        async def build(options: RenderOptions) -> Outgoing:
+            return (await render_cards(text, options))[0]
 
         return self._update(build)
 
     def update_card(self, card: Mapping[str, Any]) -> concurrent.futures.Future[None]:
         """Replace the card with a card JSON you built (keep it 2.0, like the original)."""
 
-        async def build(options: RenderOptions) -> Mapping[str, Any]:
-            return card
+        async def build(options: RenderOptions) -> Outgoing:
+            return Outgoing("interactive", dict(card))
 
         return self._update(build)
 
     def _update(
-        self, build: Callable[[RenderOptions], Coroutine[Any, Any, Mapping[str, Any]]]
+        self, build: Callable[[RenderOptions], Coroutine[Any, Any, Outgoing]]
     ) -> concurrent.futures.Future[None]:
         async def work(delivery: Delivery, ticket: int) -> None:
             async with delivery.turn(self._chat_key):
@@ -210,7 +212,7 @@ class AsyncProgress:
             await self._sleep(wait)
         try:
             first = (await render_cards(text, delivery.options))[0]
-            await self._card.update(delivery, first.content)
+            await self._card.update(delivery, first)
             self._shown = text
         except Exception as error:
             log.warning("Progress card %s stopped updating: %s", self._card.message_id, error)

@@ -13,7 +13,8 @@ and progress cards, files and images — goes through :meth:`Delivery.deliver`; 
 - **the clicked card**: a command's first card answer may replace the card whose button ran
   it (``Target.replace``); on any failure it goes under the card instead;
 - **fallback**: when Feishu refuses a card's content (``CARD_REJECTED``), the same content
-  goes again in smaller cards, then as plain text, so the answer always arrives.
+  goes again in smaller cards, then as plain text, so the answer always arrives. A card made
+  with a user's template goes again in the shipped template first (``outbound.defaults``).
 
 Pacing, retries, the token and the ``uuid`` each send reuses across its retries belong to
 ``LarkClient``, the single request path below this.
@@ -22,6 +23,7 @@ Pacing, retries, the token and the ``uuid`` each send reuses across its retries 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -32,6 +34,7 @@ from lark_cards.api.client import LarkClient
 from lark_cards.api.errors import CARD_REJECTED, LarkAPIError
 from lark_cards.api.images import ImageUploader
 from lark_cards.api.ratelimit import KeyedLock
+from lark_cards.outbound.defaults import TEMPLATE_REFUSED, in_default_template, user_template
 from lark_cards.outbound.target import Target
 from lark_cards.render import Outgoing, RenderOptions, as_text, image_urls, shrink
 from lark_cards.render.tree import Node
@@ -92,8 +95,24 @@ class Delivery:
             if await self._replaced(replace.card_message_id, items[0]):
                 sent.append({"message_id": replace.card_message_id})
                 items = items[1:]
-        for index, item in enumerate(items, start=len(sent)):
-            sent += await self._send_with_fallback(target, item, path=str(index))
+        # (path, item, the options it was made with): paths name each message for its uuid
+        queue = [(str(index), item, self.options) for index, item in enumerate(items, len(sent))]
+        position = 0
+        while position < len(queue):
+            path, item, options = queue[position]
+            try:
+                sent.append(await self._send(target, item, uuid_for(target, path)))
+            except LarkAPIError as error:
+                rest = [later for _, later, _ in queue[position:]]
+                redone = await self._in_default_template(rest, error, options)
+                if redone is None:
+                    sent += await self._fall_back(target, item, error, path=path, options=options)
+                else:  # the refused card and its like, remade: sent from here on instead
+                    count, cards, defaults = redone
+                    remade = [(f"{path}d{n}", card, defaults) for n, card in enumerate(cards)]
+                    queue[position : position + count] = remade
+                    continue
+            position += 1
         return sent
 
     async def image_keys(self, markdown: str | Node) -> Mapping[str, str]:
@@ -119,30 +138,83 @@ class Delivery:
             return False
         return True
 
-    async def _send_with_fallback(self, target: Target, item: Outgoing, *, path: str) -> list[Sent]:
+    async def update_card(self, message_id: str, item: Outgoing) -> None:
+        """PATCH ``item`` into card ``message_id`` (the caller holds the turn). If Feishu
+        refuses a card made with the user's template, the card is made again with the shipped
+        template and PATCHed once more. Only its first card is used: a PATCH replaces one card."""
+        try:
+            await self.client.update_message(message_id, item.content)
+        except LarkAPIError as error:
+            redone = await self._in_default_template([item], error, self.options)
+            if redone is None:
+                raise
+            await self.client.update_message(message_id, redone[1][0].content)
+
+    async def _in_default_template(
+        self, items: list[Outgoing], error: LarkAPIError, options: RenderOptions
+    ) -> tuple[int, list[Outgoing], RenderOptions] | None:
+        """The one decision for a refused ``items[0]``, made with ``options``. If Feishu
+        refused its content and a user's template made it, return it (and the cards after
+        it made the same way) remade with the shipped templates, plus the options they were
+        made with. Otherwise return None and the caller's own fallback applies. Remade cards
+        have ``templates_dir=None``, so they are never remade twice."""
+        if error.code not in TEMPLATE_REFUSED or options.templates_dir is None:
+            return None
+        path = await asyncio.to_thread(user_template, items[0], options)
+        if path is None:
+            return None
+        count, cards = await asyncio.to_thread(in_default_template, items, options)
+        said = f"{error.code} {error.msg}" + (f", log_id {error.log_id}" if error.log_id else "")
+        log.warning(
+            "Feishu refused a card made with your template %s (%s); sending it with the "
+            "shipped %s instead",
+            path,
+            said,
+            path.name,
+        )
+        return count, cards, dataclasses.replace(options, templates_dir=None)
+
+    async def _send_with_fallback(
+        self, target: Target, item: Outgoing, *, path: str, options: RenderOptions
+    ) -> list[Sent]:
         """Send ``item``; ``path`` names it among the answer's messages ("2", its fallbacks
         "2.0", "2.1", …) so each gets its own stable uuid."""
         try:
-            return [await self._send(target, item.msg_type, item.content, uuid_for(target, path))]
+            return [await self._send(target, item, uuid_for(target, path))]
         except LarkAPIError as error:
-            if item.msg_type != "interactive" or error.code not in CARD_REJECTED:
-                raise
-            if "." not in path and item.pieces:
-                log.warning("Feishu rejected a card (%s); sending it as smaller cards", error)
-                retries = await asyncio.to_thread(shrink, item, self.options)
-            else:
-                log.warning("Feishu rejected a card (%s); sending its text instead", error)
-                retries = await asyncio.to_thread(as_text, item)
-            sent: list[Sent] = []
-            for number, retry in enumerate(retries):
-                sent += await self._send_with_fallback(target, retry, path=f"{path}.{number}")
-            return sent
+            return await self._fall_back(target, item, error, path=path, options=options)
 
-    async def _send(
-        self, target: Target, msg_type: str, content: dict[str, Any], uuid: str | None
-    ) -> Sent:
+    async def _fall_back(
+        self,
+        target: Target,
+        item: Outgoing,
+        error: LarkAPIError,
+        *,
+        path: str,
+        options: RenderOptions,
+    ) -> list[Sent]:
+        """After Feishu refused ``item``'s card for its content: the same content in smaller
+        cards (made with ``options``, the templates it was made with), then as text. Any other
+        error, or one about a message that is not a card, is raised again."""
+        if item.msg_type != "interactive" or error.code not in CARD_REJECTED:
+            raise error
+        if "." not in path and item.pieces:
+            log.warning("Feishu rejected a card (%s); sending it as smaller cards", error)
+            retries = await asyncio.to_thread(shrink, item, options)
+        else:
+            log.warning("Feishu rejected a card (%s); sending its text instead", error)
+            retries = await asyncio.to_thread(as_text, item)
+        sent: list[Sent] = []
+        for number, retry in enumerate(retries):
+            sent += await self._send_with_fallback(
+                target, retry, path=f"{path}.{number}", options=options
+            )
+        return sent
+
+    async def _send(self, target: Target, item: Outgoing, uuid: str | None) -> Sent:
         """The one reply-or-send decision: under the question when there is one."""
         client, chat = self.client, target.chat_key
+        msg_type, content = item.msg_type, item.content
         if target.reply_to is not None:
             thread = target.reply_in_thread
             return await client.reply_message(
