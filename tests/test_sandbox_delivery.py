@@ -154,6 +154,37 @@ async def test_direct_messages_are_p2p_events(sandbox: Sandbox, bot: FakeBot):
     assert parse_message(bot.received[0]).chat_type == "p2p"
 
 
+async def test_a_reply_in_a_thread_reaches_the_bot_with_its_thread_ids(
+    sandbox: Sandbox, bot: FakeBot
+):
+    """The page's replies carry root_id / parent_id / thread_id as Feishu's events do, so the
+    bot's thread handling can be tried in the sandbox."""
+    _, first = await _post(
+        sandbox.url + "/api/send", {"chat_id": GROUP_CHAT, "sender": BOB, "text": "!deploy"}
+    )
+    status, reply = await _post(
+        sandbox.url + "/api/send",
+        {
+            "chat_id": GROUP_CHAT,
+            "sender": ALICE,
+            "text": "!status",
+            "reply_to": first["message_id"],
+            "in_thread": True,
+        },
+    )
+    assert status == 200
+    await _eventually(lambda: len(bot.received) == 2)
+    event = bot.received[1].event["message"]
+    assert event["parent_id"] == event["root_id"] == first["message_id"]
+    assert event["thread_id"].startswith("omt_")
+    assert event["thread_id"] == reply["thread_id"]
+    status, _ = await _post(
+        sandbox.url + "/api/send",
+        {"chat_id": GROUP_CHAT, "sender": ALICE, "text": "x", "reply_to": "om_nope"},
+    )
+    assert status == 400
+
+
 async def test_the_page_refuses_unknown_chats_and_strangers(sandbox: Sandbox):
     status, _ = await _post(
         sandbox.url + "/api/send", {"chat_id": "oc_nope", "sender": ALICE, "text": "hi"}

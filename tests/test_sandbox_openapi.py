@@ -232,10 +232,20 @@ async def test_file_upload_returns_a_file_key_for_file_messages(api: Api):
     assert (status, body["code"]) == (200, 0)
 
 
-async def test_a_non_2_0_card_is_refused(api: Api):
-    status, body = await api.send_card({"elements": [markdown("hi")]})
-    assert status == 400
-    assert body["code"] != 0
+async def test_a_card_json_1_0_is_sent_and_only_a_version_change_is_200830(api: Api):
+    # Feishu sends 1.0 cards (no "schema"); 200830 is for an update that changes the version.
+    v1 = {"config": {"update_multi": True}, "elements": [{"tag": "div", "text": {"tag": "x"}}]}
+    status, body = await api.send_card(v1)
+    assert (status, body["code"]) == (200, 0)
+    sent = body["data"]["message_id"]
+    assert (await api.patch(sent, {**v1, "elements": []}))[1]["code"] == 0
+    status, body = await api.patch(sent, card(markdown("now 2.0")))
+    assert (status, body["code"]) == (400, 200830)
+    status, body = await api.send_card({"elements": [{"no": "tag"}]})
+    assert (status, body["code"]) == (400, 230099)
+    image = {"tag": "img", "img_key": "img_v3_never_uploaded"}
+    status, body = await api.send_card({"elements": [image]})
+    assert (status, body["code"]) == (400, 200570)
 
 
 # ----- rate limits (§4.4) ----------------------------------------------------------------------

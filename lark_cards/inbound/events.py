@@ -108,8 +108,9 @@ def parse_content(message_type: str, content: Any) -> Content:
         text = body.get("text")
         return Content(text if isinstance(text, str) else "")
     if message_type == "post":
-        images = (opt_str(node.get("image_key")) for node in _post_media(body))
-        return Content(_post_text(body), tuple(Attachment(key, "image") for key in images if key))
+        post = _unwrapped(body)
+        images = (opt_str(node.get("image_key")) for node in _post_media(post))
+        return Content(_post_text(post), tuple(Attachment(key, "image") for key in images if key))
     if message_type in ("image", "file", "audio", "media"):
         return Content(attachments=tuple(_files(body)))
     return Content()
@@ -124,6 +125,18 @@ def _files(body: Mapping[str, Any]) -> Iterator[Attachment]:
     image_key = opt_str(body.get("image_key"))  # an image, or a video's cover
     if image_key:
         yield Attachment(image_key, "image")
+
+
+def _unwrapped(post: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A post's ``{title, content}``. Received posts have no locale wrapper (§1.4), but the
+    send shape ``{"zh_cn": {title, content}, …}`` (§5.2) reaches bots too — from other apps,
+    and as the same format everywhere else — so the first locale holding content is read."""
+    if isinstance(post.get("content"), list):
+        return post
+    for value in post.values():
+        if isinstance(value, Mapping) and isinstance(value.get("content"), list):
+            return value
+    return post
 
 
 def _post_paragraphs(post: Mapping[str, Any]) -> Iterator[list[Any]]:
@@ -151,7 +164,7 @@ def _post_node_text(node: Any) -> str:
     if not isinstance(node, Mapping):
         return ""
     tag = node.get("tag")
-    if tag in ("text", "a", "code_block"):
+    if tag in ("text", "a", "code_block", "md"):  # md: the send-only markdown node (§5.2)
         return opt_str(node.get("text")) or ""
     if tag == "at":
         return opt_str(node.get("user_id")) or ""  # the @_user_N placeholder

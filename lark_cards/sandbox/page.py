@@ -26,6 +26,7 @@ from .openapi import FakeOpenPlatform
 from .preview import preview, samples
 from .resources import image_response
 from .state import StoredMessage
+from .threads import with_thread
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT = 150 * 1024  # what a text message may carry (§4.1)
@@ -142,22 +143,32 @@ class Page:
             return _bad("unknown chat, or the sender is not a member of it")
         if not isinstance(text, str) or not text.strip() or len(text.encode()) > MAX_TEXT:
             return _bad("the text must be non-empty and at most 150 KB")
-        message = self.platform.post_user_message(chat_id, sender, text)
-        self._deliver(message, chat)
+        reply_to, in_thread = body.get("reply_to"), body.get("in_thread") is True
+        try:  # a reply (in its thread): the event carries root_id, parent_id, thread_id
+            message = self.platform.post_user_message(
+                chat_id, sender, text, reply_to=_str(body, "reply_to") or None, in_thread=in_thread
+            )
+        except ValueError as error:
+            return _bad(f"reply_to {reply_to!r}: {error}")
+        if chat.get("bot_member", True):  # a chat the bot has left hears nothing
+            self._deliver(message, chat)
         return web.json_response(message.to_json())
 
     def _deliver(self, message: StoredMessage, chat: dict[str, Any]) -> None:
         """Push ``im.message.receive_v1`` for ``message`` and track its delivery state."""
         text, mentions = self._mentions(message.content["text"])
-        payload = message_envelope(
-            text,
-            chat_id=message.chat_id,
-            sender_open_id=message.sender_id,
-            chat_type="p2p" if chat.get("chat_mode") == "p2p" else "group",
-            message_id=message.message_id,
-            mentions=mentions,
-            app_id=self.platform.app_id,
-            token=self.verification_token,
+        payload = with_thread(
+            message_envelope(
+                text,
+                chat_id=message.chat_id,
+                sender_open_id=message.sender_id,
+                chat_type="p2p" if chat.get("chat_mode") == "p2p" else "group",
+                message_id=message.message_id,
+                mentions=mentions,
+                app_id=self.platform.app_id,
+                token=self.verification_token,
+            ),
+            message,
         )
         message.delivery = "pending"
         last = len(self.deliverer.retry_delays)

@@ -1,13 +1,16 @@
-"""Sandbox Open API routes around messages: reactions, uploads, people and chats.
+"""Sandbox Open API routes around messages: reactions, uploads, downloads and people.
 
-Split from :mod:`.openapi` (messages and tokens) to keep each module about one concern; the
-handlers read and change the same :class:`~.openapi.FakeOpenPlatform` state.
+Split from :mod:`.openapi` (messages and tokens) and :mod:`.chats` (group chats) to keep each
+module about one concern; the handlers read and change the same
+:class:`~.openapi.FakeOpenPlatform` state. Uploads are read by :mod:`.forms`, which takes a
+file part with or without a ``filename`` as Feishu does.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -15,21 +18,27 @@ from aiohttp import web
 from lark_cards.api.errors import (
     MESSAGE_GONE,
     NO_USER_AUTHORITY,
-    OPERATOR_NOT_IN_CHAT,
     REACTION_INVALID,
     UPLOAD_INVALID,
 )
 
+from .chats import bot_in
+from .forms import read_form
 from .responses import authed, error, json_object, ok, refuse
 from .rules import Refusal
 from .state import Reaction, StoredMessage
-from .uploads import Upload
+from .uploads import FILE_LIMIT, IMAGE_LIMIT, Upload
 
 if TYPE_CHECKING:
     from .openapi import FakeOpenPlatform
 
 IM = "/open-apis/im/v1"
 _EMOJI = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# message-resource/get error table (open.feishu.cn/document/server-docs/im-v1/message/get).
+FILE_NOT_IN_MESSAGE = 234003  # "File not in message."
+APP_NOT_IN_CHAT = 234004  # "App not in chat."
+UNSUPPORTED_MESSAGE_TYPE = 234043  # "Unsupported message type." (cards, stickers, …)
+RESOURCE_TYPES = ("image", "file")
 
 
 class Resources:
@@ -50,10 +59,8 @@ class Resources:
             web.post(f"{IM}/images", self._upload_image),
             web.get(f"{IM}/images/{{image_key}}", self._download_image),
             web.post(f"{IM}/files", self._upload_file),
+            web.get(f"{IM}/messages/{{message_id}}/resources/{{file_key}}", self._resource),
             web.get("/open-apis/contact/v3/users/{open_id}", self._user),
-            web.get(f"{IM}/chats/{{chat_id}}", self._chat),
-            web.get(f"{IM}/chats/{{chat_id}}/members", self._members),
-            web.get(f"{IM}/chats", self._chat_list),
         ]
 
     # ----- reactions -----
@@ -66,7 +73,8 @@ class Resources:
         message = self._message(request)
         if message is None:
             return _gone()
-        emoji = (json_object(await request.read()).get("reaction_type") or {}).get("emoji_type")
+        kind = json_object(await request.read()).get("reaction_type")
+        emoji = kind.get("emoji_type") if isinstance(kind, dict) else None
         if not isinstance(emoji, str) or not _EMOJI.fullmatch(emoji):
             return error(REACTION_INVALID, "reaction type is invalid")
         reaction = Reaction(
@@ -85,7 +93,8 @@ class Resources:
         message = self._message(request)
         if message is None:
             return _gone()
-        items = [_reaction_json(r) for r in message.reactions]
+        wanted = request.query.get("reaction_type")  # the list filter (message-reaction/list)
+        items = [_reaction_json(r) for r in message.reactions if wanted in (None, r.emoji_type)]
         return ok({"items": items, "has_more": False, "page_token": ""})
 
     @authed
@@ -103,8 +112,10 @@ class Resources:
 
     @authed
     async def _upload_image(self, request: web.Request) -> web.Response:
-        form = await _form(request)
-        result = self.platform.uploads.add_image(_text(form, "image_type"), _bytes(form, "image"))
+        form = await read_form(request, IMAGE_LIMIT)
+        if isinstance(form, Refusal):
+            return refuse(form)
+        result = self.platform.uploads.add_image(form.text("image_type"), form.data("image"))
         if isinstance(result, Refusal):
             return refuse(result)
         return ok({"image_key": result.key})
@@ -118,15 +129,43 @@ class Resources:
 
     @authed
     async def _upload_file(self, request: web.Request) -> web.Response:
-        form = await _form(request)
+        """im/v1/files: the name is the ``file_name`` field (required by Feishu; the file
+        part's own filename is only a fallback — the official SDK's sync client sends none)."""
+        form = await read_form(request, FILE_LIMIT)
+        if isinstance(form, Refusal):
+            return refuse(form)
         result = self.platform.uploads.add_file(
-            _text(form, "file_type"), _text(form, "file_name"), _bytes(form, "file")
+            form.text("file_type"),
+            form.text("file_name") or form.filenames.get("file"),
+            form.data("file"),
+            form.text("duration"),
         )
         if isinstance(result, Refusal):
             return refuse(result)
         return ok({"file_key": result.key})
 
-    # ----- people and chats -----
+    @authed
+    async def _resource(self, request: web.Request) -> web.Response:
+        """message-resource/get: an image or file of a message the bot can see, as bytes
+        with its Content-Type; errors as JSON with the doc's codes."""
+        message = self._message(request)
+        kind = request.query.get("type")
+        if message is None:
+            return _gone()
+        if kind not in RESOURCE_TYPES:
+            return error(UPLOAD_INVALID, "Invalid request param: type must be image or file.")
+        chat = self.platform.chats.get(message.chat_id)
+        if chat is not None and not bot_in(chat):
+            return error(APP_NOT_IN_CHAT, "App not in chat.")
+        if message.msg_type in ("interactive", "sticker", "system"):
+            return error(UNSUPPORTED_MESSAGE_TYPE, "Unsupported message type.")
+        key = request.match_info["file_key"]
+        upload = self.platform.uploads.find(key) if (kind, key) in resource_keys(message) else None
+        if upload is None:
+            return error(FILE_NOT_IN_MESSAGE, "File not in message.")
+        return image_response(upload)
+
+    # ----- people -----
 
     @authed
     async def _user(self, request: web.Request) -> web.Response:
@@ -135,68 +174,40 @@ class Resources:
             return error(NO_USER_AUTHORITY, "no user authority error")
         return ok({"user": user})
 
-    @authed
-    async def _chat(self, request: web.Request) -> web.Response:
-        chat = self.platform.chats.get(request.match_info["chat_id"])
-        if chat is None:
-            return _not_member()
-        return ok(_public(chat))
-
-    @authed
-    async def _members(self, request: web.Request) -> web.Response:
-        chat = self.platform.chats.get(request.match_info["chat_id"])
-        if chat is None:
-            return _not_member()
-        users = self.platform.users
-        items = [
-            {"member_id": m, "member_id_type": "open_id", "name": users.get(m, {}).get("name", m)}
-            for m in chat.get("members", [])
-        ]
-        page = {"items": items, "member_total": len(items), "has_more": False, "page_token": ""}
-        return ok(page)
-
-    @authed
-    async def _chat_list(self, request: web.Request) -> web.Response:
-        items = [
-            {"chat_id": chat_id, **_public(chat)}
-            for chat_id, chat in self.platform.chats.items()
-            if chat.get("chat_mode") != "p2p"
-        ]
-        return ok({"items": items, "page_token": "", "has_more": False})
-
 
 def image_response(upload: Upload) -> web.Response:
     return web.Response(body=upload.data, content_type=upload.content_type)
 
 
-def _public(chat: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in chat.items() if k != "members"}
+def resource_keys(message: StoredMessage) -> set[tuple[str, str]]:
+    """``(type, key)`` of every resource in a message, ``type`` as the download names it:
+    "image" for images (a post's ``img``, a video's cover), "file" for files, audio, video."""
+    content = message.content
+    nodes: list[Mapping[str, Any]] = [content]
+    if message.msg_type == "post":
+        nodes = list(_post_nodes(content))
+    keys: set[tuple[str, str]] = set()
+    for node in nodes:
+        for kind, name in (("image", "image_key"), ("file", "file_key")):
+            value = node.get(name)
+            if isinstance(value, str) and value:
+                keys.add((kind, value))
+    return keys
+
+
+def _post_nodes(post: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The nodes of a post as sent (``{locale: {title, content}}``) or received (unwrapped)."""
+    bodies = [post] if isinstance(post.get("content"), list) else list(post.values())
+    for body in bodies:
+        paragraphs = body.get("content") if isinstance(body, Mapping) else None
+        for paragraph in paragraphs if isinstance(paragraphs, list) else ():
+            for node in paragraph if isinstance(paragraph, list) else ():
+                if isinstance(node, Mapping):
+                    yield node
 
 
 def _gone() -> web.Response:
     return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
-
-
-def _not_member() -> web.Response:
-    return error(OPERATOR_NOT_IN_CHAT, "Operator can NOT be out of the chat.")
-
-
-async def _form(request: web.Request) -> dict[str, Any]:
-    if not request.content_type.startswith("multipart/"):
-        return {}
-    return dict(await request.post())
-
-
-def _text(form: dict[str, Any], name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
-def _bytes(form: dict[str, Any], name: str) -> bytes | None:
-    value = form.get(name)
-    if isinstance(value, web.FileField):
-        return value.file.read()
-    return value.encode() if isinstance(value, str) else None
 
 
 def _reaction_json(reaction: Reaction) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from . import threads
 from .rules import Refusal
+from .state import StoredMessage
 
 
 class TokenChecker(Protocol):
@@ -59,3 +61,22 @@ def json_object(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def message_json(message: StoredMessage, *, updated: bool = False) -> dict[str, Any]:
+    """A message as create, reply and update answer it (§4.1 response ``data``), with its
+    ``root_id`` / ``parent_id`` / ``thread_id`` (:mod:`.threads`)."""
+    millis = str(int(message.create_time * 1000))
+    return {
+        "message_id": message.message_id,
+        **threads.ids(message),
+        "chat_id": message.chat_id,
+        "msg_type": message.msg_type,
+        "create_time": millis,
+        "update_time": millis,
+        "deleted": False,
+        "updated": updated,
+        "body": {"content": json.dumps(message.content, ensure_ascii=False)},
+        "sender": {"id": message.sender_id, "id_type": "app_id", "sender_type": "app"},
+        "mentions": [],
+    }

@@ -15,7 +15,7 @@ import json
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lark_cards.api.errors import (
     CARD_SCHEMA_MISMATCH,
@@ -27,6 +27,8 @@ from lark_cards.api.errors import (
 from lark_cards.render.cardspec import CardLimits
 from lark_cards.render.validate import validate_card
 
+from .cardv1 import check_card_v1
+
 # §4.1: "text ≤ 150 KB; card and post ≤ 30 KB" — of the request body; over-size → 230025.
 TEXT_BODY_LIMIT = 150 * 1024
 CARD_BODY_LIMIT = 30 * 1024
@@ -35,6 +37,15 @@ MSG_TYPES = frozenset(
     | {"share_chat", "share_user"}
 )
 RECEIVE_ID_TYPES = frozenset({"open_id", "user_id", "union_id", "email", "chat_id"})
+# 230055: an uploaded mp4 goes as ``media``, an opus as ``audio``, anything else as ``file``.
+FILE_MESSAGE_TYPES = {"mp4": "media", "opus": "audio"}
+UPLOAD_TYPE_MISMATCH = 230055  # "The type of file upload does not match the type of message …"
+
+
+class UploadedFile(Protocol):
+    """What a content check needs of an upload (``uploads.Upload``)."""
+
+    file_type: str
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,11 @@ def check_body_size(msg_type: str, body: bytes) -> Refusal | None:
 
 
 def parse_content(
-    msg_type: Any, raw: Any, *, image_keys: Collection[str], file_keys: Collection[str]
+    msg_type: Any,
+    raw: Any,
+    *,
+    image_keys: Collection[str],
+    file_keys: Mapping[str, UploadedFile],
 ) -> dict[str, Any] | Refusal:
     """The message ``content`` (a JSON *string*, §8) → the object, or Feishu's refusal."""
     if msg_type not in MSG_TYPES:
@@ -135,11 +150,11 @@ def parse_content(
     return refusal or content
 
 
-def _no_check(content: dict[str, Any], *_: Collection[str]) -> Refusal | None:
+def _no_check(content: dict[str, Any], *_: Any) -> Refusal | None:
     return None
 
 
-def _check_text(content: dict[str, Any], *_: Collection[str]) -> Refusal | None:
+def _check_text(content: dict[str, Any], *_: Any) -> Refusal | None:
     if not isinstance(content.get("text"), str):
         return Refusal(INVALID_PARAM, "text content needs a string 'text'")
     return None
@@ -156,45 +171,77 @@ def _check_post(content: dict[str, Any], image_keys: Collection[str], *_: Any) -
             if not isinstance(paragraph, list):
                 return Refusal(INVALID_PARAM, "post content must be a list of paragraphs")
             keys = [n.get("image_key") for n in paragraph if isinstance(n, dict)]
-            if any(key is not None and key not in image_keys for key in keys):
+            if any(key is not None and not _known(key, image_keys) for key in keys):
                 return Refusal(INVALID_PARAM, "post img uses an image_key that was not uploaded")
     return None
 
 
 def _check_image(content: dict[str, Any], image_keys: Collection[str], *_: Any) -> Refusal | None:
-    if content.get("image_key") not in image_keys:
+    if not _known(content.get("image_key"), image_keys):
         return Refusal(INVALID_PARAM, "image_key was not uploaded by this app")
     return None
 
 
 def _check_file(
-    content: dict[str, Any], _images: Collection[str], file_keys: Collection[str]
+    content: dict[str, Any], _images: Collection[str], files: Mapping[str, UploadedFile]
 ) -> Refusal | None:
-    if content.get("file_key") not in file_keys:
+    """file, audio and media messages: an uploaded key, of the upload's own type (230055)."""
+    key = content.get("file_key")
+    if not _known(key, files):
         return Refusal(INVALID_PARAM, "file_key was not uploaded by this app")
     return None
 
 
-# A check of one msg_type's content: (content, uploaded image keys, uploaded file keys).
-ContentCheck = Callable[[dict[str, Any], Collection[str], Collection[str]], Refusal | None]
+def _file_of_type(msg_type: str) -> ContentCheck:
+    def check(
+        content: dict[str, Any], images: Collection[str], files: Mapping[str, UploadedFile]
+    ) -> Refusal | None:
+        refusal = _check_file(content, images, files)
+        if refusal is None:
+            uploaded = files[content["file_key"]].file_type
+            if FILE_MESSAGE_TYPES.get(uploaded, "file") != msg_type:
+                return Refusal(
+                    UPLOAD_TYPE_MISMATCH,
+                    "The type of file upload does not match the type of message being sent: "
+                    f"a {uploaded} upload cannot be sent as {msg_type}.",
+                )
+        return refusal
+
+    return check
+
+
+def _known(key: Any, keys: Collection[str]) -> bool:
+    return isinstance(key, str) and key in keys
+
+
+# A check of one msg_type's content: (content, uploaded image keys, uploaded files by key).
+ContentCheck = Callable[
+    [dict[str, Any], Collection[str], Mapping[str, UploadedFile]], Refusal | None
+]
 _CONTENT_CHECKS: Mapping[str, ContentCheck] = {
     "text": _check_text,
     "post": _check_post,
     "image": _check_image,
-    "file": _check_file,
+    "file": _file_of_type("file"),
+    "audio": _file_of_type("audio"),
+    "media": _file_of_type("media"),
 }
 
 
 def check_card(
     card: dict[str, Any], image_keys: Collection[str], limits: CardLimits | None = None
 ) -> Refusal | None:
-    """An interactive message's card, judged by the project's validator (§5.3-5.6).
+    """An interactive message's card: card JSON 2.0 judged by the project's validator
+    (§5.3-5.6), a card without ``schema`` as the more lenient JSON 1.0 (:mod:`.cardv1`).
 
     ``limits`` default to Feishu's (30 KB, 200 components, 5 tables); tests pass tighter ones
     to play a Feishu that is stricter than the renderer's budgets.
     """
     if card.get("type") in ("template", "card"):
         return Refusal(INVALID_PARAM, "the sandbox only accepts card JSON, not template/card ids")
+    if "schema" not in card:
+        refused = check_card_v1(card, image_keys)
+        return Refusal(*refused) if refused else None
     problems = validate_card(card, limits or CardLimits(), known_image_keys=frozenset(image_keys))
     if not problems:
         return None
@@ -206,11 +253,21 @@ def check_card(
 
 
 def check_patch(old: dict[str, Any], new: dict[str, Any]) -> Refusal | None:
-    """§4.3: a card updates only into a card of the same JSON version (2.0 → 1.0 is 200830)."""
-    if old.get("schema") == "2.0":
-        if new.get("schema") != "2.0":
-            return Refusal(CARD_SCHEMA_MISMATCH, "a card JSON 2.0 card cannot become a 1.0 card")
+    """§4.3: a card updates only into a card of the same JSON version: 2.0 → 1.0 (and 1.0 →
+    2.0) is 200830, Feishu's code for exactly that and for nothing else."""
+    was_v2, is_v2 = old.get("schema") == "2.0", new.get("schema") == "2.0"
+    if was_v2 != is_v2:
+        versions = ("2.0", "1.0") if was_v2 else ("1.0", "2.0")
+        return Refusal(
+            CARD_SCHEMA_MISMATCH, "a card JSON {} card cannot become a {} card".format(*versions)
+        )
+    if was_v2:
         return None  # 2.0 cards are always shared (update_multi defaults to true, §5.3)
-    if not all((card.get("config") or {}).get("update_multi") for card in (old, new)):
+    if not all(_shared(card) for card in (old, new)):
         return Refusal(INVALID_PARAM, "both cards must declare config.update_multi = true")
     return None
+
+
+def _shared(card: dict[str, Any]) -> bool:
+    config = card.get("config")
+    return isinstance(config, dict) and config.get("update_multi") is True

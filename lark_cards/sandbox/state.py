@@ -40,6 +40,9 @@ class StoredMessage:
 
     The first seven fields are the message itself (tests read them); the rest serve the page:
     who sent it (``sender_id`` is the app id / user open_id), when, how often it changed.
+    ``reply_to`` is Feishu's ``parent_id`` (the message replied to); ``root_id`` is the root
+    of that reply chain and ``thread_id`` the thread (``omt_…``) the message is in, both ""
+    when there is none (:mod:`.threads` places a message).
     """
 
     message_id: str
@@ -56,6 +59,9 @@ class StoredMessage:
     reactions: list[Reaction] = field(default_factory=list)
     delivery: str = ""  # user messages: "pending" | "delivered" | "retrying" | "failed"
     seq: int = 0
+    root_id: str = ""
+    thread_id: str = ""
+    edits: int = 0  # PUT edits of a text/post message (Feishu allows 20)
 
     def to_json(self) -> dict[str, Any]:
         """The page's view of this message."""
@@ -66,6 +72,8 @@ class StoredMessage:
             "content": self.content,
             "reply_to": self.reply_to,
             "reply_in_thread": self.reply_in_thread,
+            "root_id": self.root_id,
+            "thread_id": self.thread_id,
             "sender_id": self.sender_id,
             "sender_type": self.sender_type,
             "create_time": int(self.create_time * 1000),
@@ -99,10 +107,18 @@ def p2p_chat_id(open_id: str) -> str:
     return f"oc_p2p_{open_id}"
 
 
+def find_user(users: dict[str, dict[str, Any]], id_type: str, value: str) -> dict[str, Any] | None:
+    """The user whose ``id_type`` (open_id, user_id, union_id or email) is ``value``."""
+    if id_type == "open_id":
+        return users.get(value)
+    return next((user for user in users.values() if user.get(id_type) == value), None)
+
+
 def _user(open_id: str, name: str, email: str) -> dict[str, Any]:
     return {
         "open_id": open_id,
         "union_id": "on_" + open_id[3:],
+        "user_id": name.lower(),  # a tenant's own employee id, e.g. "alice"
         "name": name,
         "en_name": name,
         "email": email,

@@ -1,12 +1,19 @@
 """Images and files the bot uploaded (``im/v1/images``, ``im/v1/files``, §4.5).
 
 Feishu only accepts ``img_…`` keys it issued itself in cards and image messages, so the
-sandbox remembers every upload: the keys make the card checks exact and the bytes let the
-page draw the images.
+sandbox remembers every upload: the keys make the card checks exact, the ``file_type`` lets
+a send check that an mp4 goes as ``media`` and an opus as ``audio`` (230055), and the bytes
+let the page draw the images and the bot download what users sent.
+
+``duration`` (ms) is optional for every type, mp4 and opus included: the upload doc
+(open.feishu.cn/document/server-docs/im-v1/file/create) marks it "否" (not required) and only
+says that without it the client cannot show the length. So it is not demanded here either;
+when given it must be a non-negative integer.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import secrets
 from dataclasses import dataclass, field
 
@@ -48,12 +55,32 @@ class Upload:
     data: bytes
     content_type: str
     name: str = ""
+    file_type: str = ""  # files only: what ``file_type`` said (opus, mp4, pdf, …)
+    duration: int | None = None  # files only: ms, when the upload gave it
 
 
 @dataclass
 class Uploads:
+    """What the bot uploaded (``images``, ``files``: keys it may send) and what simulated
+    users sent (``received``: keys the bot may only download)."""
+
     images: dict[str, Upload] = field(default_factory=dict)
     files: dict[str, Upload] = field(default_factory=dict)
+    received: dict[str, Upload] = field(default_factory=dict)
+
+    def find(self, key: str) -> Upload | None:
+        """Any stored resource by key (for message-resource downloads)."""
+        return self.images.get(key) or self.files.get(key) or self.received.get(key)
+
+    def receive(self, data: bytes, name: str, *, image: bool) -> Upload:
+        """Store a file a simulated user sent; its key is what the received message carries."""
+        if image:
+            key = "img_v3_sbxu_" + secrets.token_hex(12)
+            upload = Upload(key, data, sniff_image(data) or "application/octet-stream", name)
+        else:
+            upload = Upload("file_v3_sbxu_" + secrets.token_hex(12), data, _mime(name), name)
+        self.received[upload.key] = upload
+        return upload
 
     def add_image(self, image_type: str | None, data: bytes | None) -> Upload | Refusal:
         if image_type not in IMAGE_TYPES:
@@ -70,7 +97,11 @@ class Uploads:
         return upload
 
     def add_file(
-        self, file_type: str | None, name: str | None, data: bytes | None
+        self,
+        file_type: str | None,
+        name: str | None,
+        data: bytes | None,
+        duration: str | None = None,
     ) -> Upload | Refusal:
         if file_type not in FILE_TYPES:
             return Refusal(
@@ -82,8 +113,29 @@ class Uploads:
             return Refusal(UPLOAD_INVALID, "the file is missing or empty")
         if len(data) > FILE_LIMIT:
             return Refusal(UPLOAD_TOO_LARGE, "the file exceeds 30 MB")
+        millis = _duration(duration)
+        if isinstance(millis, Refusal):
+            return millis
         upload = Upload(
-            "file_v3_sbx_" + secrets.token_hex(12), data, "application/octet-stream", name
+            "file_v3_sbx_" + secrets.token_hex(12),
+            data,
+            "application/octet-stream",
+            name,
+            file_type=file_type,
+            duration=millis,
         )
         self.files[upload.key] = upload
         return upload
+
+
+def _duration(value: str | None) -> int | Refusal | None:
+    """The ``duration`` form field (ms): absent is fine, anything but a whole number is not."""
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit():
+        return Refusal(UPLOAD_INVALID, "duration must be a whole number of milliseconds")
+    return int(value)
+
+
+def _mime(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
