@@ -70,6 +70,7 @@ class Settings:
     max_tables: int = 5
     table_page_size: int = 10
     upload_images: bool = True
+    heading_as_header: bool = True  # a reply's leading heading becomes its card's header
     # LARK_CARDS options (state): None = SQLite in BOT_DATA_DIR; may carry a Redis password.
     state_url: str | None = field(default=None, repr=False)
 
@@ -171,9 +172,9 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
             if value is not None and not Path(str(value)).is_dir():
                 raise ConfigError(f"LARK_CARDS['templates_dir'] is not a directory: {value!r}")
             values[key] = None if value is None else str(value)
-        elif key == "upload_images":
+        elif key in ("upload_images", "heading_as_header"):
             if not isinstance(value, bool):
-                raise ConfigError("LARK_CARDS['upload_images'] must be True or False")
+                raise ConfigError(f"LARK_CARDS['{key}'] must be True or False")
             values[key] = value
         else:
             raise ConfigError(f"LARK_CARDS has an unknown key {key!r}")

@@ -110,9 +110,11 @@ def message_id(payload: Mapping[str, Any]) -> str:
 
 
 def text_of(message: StoredMessage) -> str:
-    """The markdown of a card the bot sent (its elements' text, joined)."""
+    """The markdown of a card the bot sent (its elements' text, joined; a ``div``'s plain
+    text too, as Errbot's refusals come in the error template)."""
     elements = message.content.get("body", {}).get("elements", [])
-    return "\n".join(str(e.get("content", "")) for e in elements).strip()
+    texts = [e.get("content") or (e.get("text") or {}).get("content", "") for e in elements]
+    return "\n".join(str(text) for text in texts).strip()
 
 
 @dataclass

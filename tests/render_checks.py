@@ -42,6 +42,9 @@ def card_text(cards: list[dict[str, Any]]) -> str:
             found.append(value)
 
     for card in cards:
+        title = card.get("header", {}).get("title", {}).get("content")
+        if title:  # plain text: shown as it is (a reply's leading heading)
+            found.append(title)
         walk(card.get("body", {}))
     return "\n".join(found)
 

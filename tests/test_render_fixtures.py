@@ -14,15 +14,20 @@ import pytest
 from golden import regenerate
 from markdown_it.utils import read_fixture_file
 
-from lark_cards.render import render_markdown
+from lark_cards.render import RenderOptions, render_markdown
 from lark_cards.render.validate import validate_card
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "render").glob("*.md"))
 IMAGES = {"https://example.com/chart.png": "img_v3_chart"}
 
 
+# Constructs as body elements: a leading heading stays one (the header it becomes by default
+# is tested in tests/test_render_header.py).
+OPTIONS = RenderOptions(heading_as_header=False)
+
+
 def elements(markdown: str) -> list[dict]:
-    cards = render_markdown(markdown, images=IMAGES)
+    cards = render_markdown(markdown, images=IMAGES, options=OPTIONS)
     for card in cards:
         assert validate_card(card) == []
     return [element for card in cards for element in card["body"]["elements"]]

@@ -599,7 +599,9 @@ def test_auto_mode_keeps_order_around_an_enormous_line():
         ("# Deploy **finished** ok\n\nmore text below", "Deploy finished ok"),
         ("Build `1234` passed\nsecond line", "Build 1234 passed"),
         ("\n\n- first item\n- second item", "first item"),
-        ("| Host | Status |\n|---|---|\n| a | ok |", "Host Status"),
+        ("| Host | Status |\n|---|---|\n| a | ok |", "a: ok"),  # a row, not the header
+        ("| Host | Status | ms |\n|---|---|---|\n| a | **ok** | 3 |", "a · ok · 3"),
+        ("| Host |\n|---|\n| a |\n\nAll hosts answer.", "All hosts answer."),
         ("```\nline one\nline two\n```", "line one"),
     ],
 )

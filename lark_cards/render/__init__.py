@@ -19,6 +19,7 @@ from lark_cards.render.outgoing import Outgoing, RenderOptions, templates_for, w
 from lark_cards.render.parser import parse
 from lark_cards.render.pieces import MarkdownPiece
 from lark_cards.render.plain import is_plain, plain_text, summary
+from lark_cards.render.refusals import errbot_refusal
 from lark_cards.render.renderers import RenderContext, image_urls, markdown_text, render_pieces
 from lark_cards.render.templates import header_color
 from lark_cards.render.tree import Node
@@ -69,10 +70,33 @@ def _reply_cards(
     options: RenderOptions,
     mention: str | None = None,
 ) -> list[Outgoing]:
+    context: dict[str, Any] = {"summary": summary(tree)}
+    heading = _leading_heading(tree) if options.heading_as_header else None
+    if heading is not None:
+        title = " ".join(plain_text(heading).split())
+        color = (heading.meta.get("attrs") or {}).get("color")
+        context.update(title=title, color=header_color(color) if color else "blue")
+        body = Node("root", tree.token)
+        body.children = tree.children[1:]
+        tree = body
     pieces = render_pieces(tree, _context(images, options))
     if mention:  # §5.6 card mention syntax; the id was checked by the caller
-        pieces.insert(0, MarkdownPiece(f"<at id={mention}></at>"))
-    return wrap(pieces, "reply", {"summary": summary(tree)}, options)
+        pieces.insert(0, _mention(mention))
+    return wrap(pieces, "reply", context, options)
+
+
+def _leading_heading(tree: Node) -> Node | None:
+    """The heading a reply opens with, when more follows it: ``# Deploy finished`` then the
+    details → a card headed "Deploy finished" (``!help`` → "All commands"), as Feishu bots'
+    cards are. A reply that is only a heading keeps it in its body."""
+    blocks = tree.children
+    if len(blocks) < 2 or blocks[0].type != "heading":
+        return None
+    return blocks[0] if plain_text(blocks[0]).strip() else None
+
+
+def _mention(open_id: str) -> MarkdownPiece:
+    return MarkdownPiece(f"<at id={open_id}></at>")
 
 
 def render_reply(
@@ -90,6 +114,10 @@ def render_reply(
     already parsed (``parse``), so a reply is parsed once from image upload to card."""
     options = options or RenderOptions()
     mention = mention if mention and _OPEN_ID.fullmatch(mention) else None
+    refusal = errbot_refusal(text)
+    if refusal is not None:  # Errbot's own "not allowed", "not found", "says nooo"
+        context = {"title": refusal.title, "color": refusal.color, "message": text.strip()}
+        return wrap([_mention(mention)] if mention else [], "error", context, options)
     tree = parse(text) if tree is None else tree
     if options.mode == "auto" and is_plain(text, tree):
         prefix = f'<at user_id="{mention}"></at> ' if mention else ""

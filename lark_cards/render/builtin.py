@@ -18,13 +18,23 @@ __all__ = ["reply_card"]
 
 
 def reply_card(
-    elements: Sequence[dict[str, Any]], summary: str = "", part: int = 1, parts: int = 1
+    elements: Sequence[dict[str, Any]],
+    summary: str = "",
+    part: int = 1,
+    parts: int = 1,
+    *,
+    title: str = "",
+    color: str = "blue",
 ) -> dict[str, Any]:
-    """``reply.json.j2`` for ``elements``, the chat-list ``summary`` and, for a reply split
-    into ``parts`` cards, the ``part/parts`` mark. The card holds ``elements`` themselves, not
-    copies: every ``Piece.element()`` call returns a new component for this reason."""
+    """``reply.json.j2`` for ``elements``, the chat-list ``summary``, a header ``title`` in
+    ``color`` (none without a title) and, for a reply split into ``parts`` cards, the
+    ``part/parts`` mark. The card holds ``elements`` themselves, not copies: every
+    ``Piece.element()`` call returns a new component for this reason."""
     config: dict[str, Any] = {"summary": {"content": summary}} if summary else {}
     config["update_multi"] = True
+    card: dict[str, Any] = {"schema": "2.0", "config": config}
+    if title:
+        card["header"] = {"title": {"tag": "plain_text", "content": title}, "template": color}
     body = list(elements)
     if parts > 1:
         body.append(
@@ -35,4 +45,5 @@ def reply_card(
                 "text_size": "notation",
             }
         )
-    return {"schema": "2.0", "config": config, "body": {"elements": body}}
+    card["body"] = {"elements": body}
+    return card

@@ -4,6 +4,7 @@ as literal rich-text messages (``as_text``), so the user always gets it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -19,12 +20,7 @@ POST_BYTES = 16 * 1024
 def shrink(rejected: Outgoing, options: RenderOptions) -> list[Outgoing]:
     """The same content in smaller cards, after Feishu rejected ``rejected`` (§5.4 limits
     are partly unconfirmed, so a rejection means our budget was too generous)."""
-    smaller = RenderOptions(
-        budget=options.budget.smaller(),
-        table_page_size=options.table_page_size,
-        mode=options.mode,
-        templates_dir=options.templates_dir,
-    )
+    smaller = dataclasses.replace(options, budget=options.budget.smaller())
     return wrap(list(rejected.pieces), rejected.template, rejected.context, smaller)
 
 
@@ -36,7 +32,9 @@ def as_text(rejected: Outgoing) -> list[Outgoing]:
         title = str(rejected.context.get("title") or "")
         fields = [f"{key}: {plain_text(str(value))}" for key, value in _fields(rejected.context)]
         body = "\n\n".join(piece.plain() for piece in rejected.pieces)
-        text = "\n\n".join(part for part in (fields and "\n".join(fields), body) if part)
+        message = str(rejected.context.get("message") or "")  # the error template's text
+        parts = (message, fields and "\n".join(fields), body)
+        text = "\n\n".join(part for part in parts if part)
     else:  # a plugin's own template: all we have is the card
         title, text = "", "\n".join(_card_strings(rejected.content))
     return [Outgoing("post", literal_post(part, title)) for part in text_parts(text, POST_BYTES)]

@@ -28,6 +28,7 @@ class RenderOptions:
     table_page_size: int = 10
     mode: str = "card"  # "auto": replies without any markdown go as plain text messages
     templates_dir: str | None = None
+    heading_as_header: bool = True  # a reply's leading heading → its card header's title
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RenderOptions:
@@ -42,6 +43,7 @@ class RenderOptions:
             table_page_size=settings.table_page_size,
             mode=settings.render_mode,
             templates_dir=settings.templates_dir,
+            heading_as_header=settings.heading_as_header,
         )
 
 
@@ -72,10 +74,11 @@ def wrap(
     """Pack ``pieces`` into as many cards as the budgets need and wrap each in ``template``."""
     templates = templates_for(options.templates_dir)
     if template == "reply" and templates.shipped("reply"):
-        summary = str(context.get("summary") or "")
+        summary, title = str(context.get("summary") or ""), str(context.get("title") or "")
+        color = str(context.get("color") or "blue")
 
         def card_of(elements: list[dict[str, Any]], part: int, parts: int) -> dict[str, Any]:
-            return reply_card(elements, summary, part, parts)
+            return reply_card(elements, summary, part, parts, title=title, color=color)
 
         empty = card_of([], 99, 99)
     else:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
+from mdit_py_plugins.footnote import footnote_plugin
 
 from lark_cards.render.tree import Node, build_tree
 
@@ -32,6 +33,7 @@ def build_parser() -> MarkdownIt:
     """The one parser configuration used everywhere (renderer, tests, CLI)."""
     md = MarkdownIt("commonmark", {"html": True})
     md.enable(["table", "strikethrough"])
+    md.use(footnote_plugin)  # Python-Markdown extra's footnotes: [^1] … [^1]: the note
     md.core.ruler.push("errbot_attr_lists", _attr_lists)
     return md
 

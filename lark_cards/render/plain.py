@@ -66,7 +66,7 @@ def _plain_parts(tree: Node) -> Iterator[str]:
         elif node.type == "html_inline":
             yield html_inline(node, RenderContext()) if is_markup_tag(node) else node.content
         elif node.type == "html_block":
-            yield node.content
+            yield html.unescape(node.content)  # as the renderer shows raw HTML
         elif node.type in ("td", "th"):
             yield "\t"
 
@@ -81,12 +81,35 @@ def is_plain(text: str, tree: Node | None = None) -> bool:
 
 
 def summary(tree: Node, limit: int = 60) -> str:
-    """The chat-list preview of a card: the first line of words, shortened. Reads only as
-    much of the tree as that line needs."""
-    text = ""
-    for part in _plain_parts(tree):
-        text += part
-        if "\n" in text.lstrip() or len(text) > 4 * limit:
-            break
-    first = next((" ".join(line.split()) for line in text.splitlines() if line.strip()), "")
+    """The chat-list preview of a card: its first line of prose, shortened — what a reader
+    of the chat list wants to see first. Tables and code are passed over for prose that
+    follows them; a reply of only a table previews its first row (``person: gbin`` rather
+    than the column names), one of only code its first line."""
+    blocks = tree.children
+    prose = (node for node in blocks if node.type not in _NOT_PROSE)
+    first = next((line for node in prose if (line := _first_line(node))), "")
+    if not first and blocks:
+        first = _first_row(blocks[0]) if blocks[0].type == "table" else _first_line(blocks[0])
     return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+_NOT_PROSE = frozenset({"table", "fence", "code_block", "hr"})
+
+
+def _first_line(node: Node, limit: int = 240) -> str:
+    """The first line of words of ``node``; reads only as much of it as that line needs."""
+    text = ""
+    for part in _plain_parts(node):
+        text += part
+        if "\n" in text.lstrip() or len(text) > limit:
+            break
+    return next((" ".join(line.split()) for line in text.splitlines() if line.strip()), "")
+
+
+def _first_row(table: Node) -> str:
+    """A table's first body row: ``a: b`` for two columns (key and value), else ``a · b``."""
+    body = table.children[1].children if len(table.children) > 1 else []
+    if not body:  # a header alone
+        return _first_line(table)
+    cells = [_first_line(cell) for cell in body[0].children]
+    return ": ".join(cells) if len(cells) == 2 else " · ".join(cell for cell in cells if cell)

@@ -133,6 +133,14 @@ def html_inline(node: Node, ctx: RenderContext) -> str:
     return escape(node.content)
 
 
+def footnote_ref(node: Node, ctx: RenderContext) -> str:
+    return f"&#91;{_footnote_number(node)}&#93;"  # [1], numbered as Python-Markdown does
+
+
+def _footnote_number(node: Node) -> int:
+    return int(node.meta.get("id", 0)) + 1
+
+
 INLINE_RENDERERS: Mapping[str, Render] = MappingProxyType(
     {
         "text": text,
@@ -145,6 +153,7 @@ INLINE_RENDERERS: Mapping[str, Render] = MappingProxyType(
         "link": link,
         "image": image,
         "html_inline": html_inline,
+        "footnote_ref": footnote_ref,
     }
 )
 
@@ -223,8 +232,19 @@ def hr(node: Node, ctx: RenderContext) -> str:
 
 
 def html_block(node: Node, ctx: RenderContext) -> str:
-    lines = node.content.rstrip("\n").split("\n")
+    """Raw HTML is shown as text, its entities decoded as everywhere else (``&amp;`` → &)."""
+    lines = html.unescape(node.content).rstrip("\n").split("\n")
     return "\n".join(escape_line_start(escape(line)) for line in lines)
+
+
+def footnote_block(node: Node, ctx: RenderContext) -> str:
+    """The notes, one per line, after the text: ``[1] the note``."""
+    notes = []
+    for note in node.children:
+        body = blocks(note.children, ctx, separator="\n")
+        notes.append(f"<font color='grey'>&#91;{_footnote_number(note)}&#93;</font> {body}")
+    return "\n".join(notes)
+
 
 
 def table(node: Node, ctx: RenderContext) -> str:
@@ -270,6 +290,7 @@ BLOCK_RENDERERS: Mapping[str, Render] = MappingProxyType(
         "hr": hr,
         "html_block": html_block,
         "table": table,
+        "footnote_block": footnote_block,
     }
 )
 
@@ -296,6 +317,8 @@ def _pieces(node: Node, ctx: RenderContext) -> list[Piece]:
         return [TablePiece(tuple(columns), tuple(tuple(r) for r in rows), ctx.table_page_size)]
     if node.type == "hr":
         return [ComponentPiece({"tag": "hr"})]
+    if node.type == "footnote_block":  # set off from the text by a rule, as on a page
+        return [ComponentPiece({"tag": "hr"}), MarkdownPiece.of(footnote_block(node, ctx))]
     lone_image = _lone_image(node)
     if lone_image is not None and str(lone_image.attrs.get("src", "")) in ctx.images:
         alt = _plain(lone_image)
