@@ -246,7 +246,6 @@ def footnote_block(node: Node, ctx: RenderContext) -> str:
     return "\n".join(notes)
 
 
-
 def table(node: Node, ctx: RenderContext) -> str:
     """A table nested in a list or quote stays a markdown table (§5.6 supports them)."""
     columns, rows = table_cells(node, ctx)

@@ -42,6 +42,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _folder(text: str) -> str:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    return str(path.resolve())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sandbox's options, on ``parser`` (the command's own, or a ``sandbox`` sub-parser)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
@@ -67,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="long connection: split pushes longer than N bytes over several frames",
     )
     parser.add_argument(
+        "--templates-dir",
+        type=_folder,
+        metavar="DIR",
+        help="your own card templates, as LARK_CARDS['templates_dir']: the preview (and the "
+        "--demo bot) render with them, and say when Feishu would refuse their cards",
+    )
+    parser.add_argument(
         "--retry-delays",
         type=_delays,
         default=None,
@@ -88,6 +102,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
         port=args.port,
         verification_token=args.verification_token,
         fragment_bytes=args.fragment_bytes,
+        templates_dir=args.templates_dir,
     )
     bot_port = args.bot_port or BOT_PORT
     if args.webhook or args.bot_url or args.bot_port is not None or args.encrypt_key:

@@ -70,7 +70,8 @@ ACCESS_CONTROLS = {acls!r}
 BOT_PLUGIN_INDEXES = ()
 STORAGE = "Memory"
 # The demo never touches the network: image URLs in replies stay links (set True to upload).
-LARK_CARDS = {{"upload_images": False}}
+# templates_dir: `make demo DEMO_ARGS="--templates-dir DIR"` (None: the shipped templates).
+LARK_CARDS = {{"upload_images": False, "templates_dir": {templates_dir!r}}}
 BOT_IDENTITY = {identity!r}
 """
 
@@ -96,6 +97,7 @@ def write_config(demo_dir: Path, sandbox: Sandbox, *, bot_port: int | None = Non
             plugins=CORE_PLUGINS,
             acls=ACCESS_CONTROLS,
             identity=sandbox.bot_identity(port=bot_port),
+            templates_dir=sandbox.config.templates_dir,
         )
     )
     config.chmod(0o600)  # it holds the app secret (and the Encrypt Key)

@@ -59,7 +59,8 @@ async def local_only(request: web.Request, handler: Any) -> web.StreamResponse:
 
 class Page:
     """Routes for the page; ``verification_token`` goes into the events it delivers; ``hub``
-    is the long connection the deliverer pushes through, if it does (else webhook mode)."""
+    is the long connection the deliverer pushes through, if it does (else webhook mode);
+    ``templates_dir`` the user's card templates the preview renders with."""
 
     def __init__(
         self,
@@ -68,8 +69,10 @@ class Page:
         *,
         verification_token: str | None = None,
         hub: LongConnHub | None = None,
+        templates_dir: str | None = None,
     ) -> None:
         self.platform = platform
+        self.templates_dir = templates_dir
         self.deliverer = deliverer
         self.verification_token = verification_token
         self.hub = hub
@@ -237,7 +240,9 @@ class Page:
         if not isinstance(markdown, str):
             return _bad("markdown must be a string")
         keys = frozenset(self.platform.uploads.images)
-        return web.json_response(preview(markdown, image_keys=keys))
+        return web.json_response(
+            preview(markdown, image_keys=keys, templates_dir=self.templates_dir)
+        )
 
     async def _samples(self, _request: web.Request) -> web.Response:
         return web.json_response(samples())

@@ -62,6 +62,8 @@ class SandboxConfig:
     client_config: ClientConfig = SANDBOX_TIMING
     max_connections: int = MAX_CONNECTIONS
     fragment_bytes: int | None = None
+    # The user's card templates (LARK_CARDS["templates_dir"]): the preview, and the demo's bot.
+    templates_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in (WEBSOCKET, WEBHOOK):
@@ -111,6 +113,7 @@ class Sandbox:
             self.deliverer,
             verification_token=self.config.verification_token,
             hub=self.hub,
+            templates_dir=self.config.templates_dir,
         )
         page.add_routes(app)
         return app

@@ -69,6 +69,11 @@
     table.appendChild(thead);
     const tbody = el("tbody");
     table.appendChild(tbody);
+    const drawRow = (row) => {
+      const tr = el("tr");
+      columns.forEach((column) => tr.appendChild(cell(row ? row[column.name] : "", column, ctx)));
+      return tr;
+    };
     if (opts.freeze_first_column) table.classList.add("freeze-first");
     scroller.appendChild(table);
     wrapper.appendChild(scroller);
@@ -84,11 +89,7 @@
     let page = 0;
     const draw = () => {
       tbody.replaceChildren();
-      rows.slice(page * size, page * size + size).forEach((row) => {
-        const tr = el("tr");
-        columns.forEach((column) => tr.appendChild(cell(row ? row[column.name] : "", column, ctx)));
-        tbody.appendChild(tr);
-      });
+      rows.slice(page * size, page * size + size).forEach((row) => tbody.appendChild(drawRow(row)));
       label.textContent = `${page + 1} / ${pages}`;
       prev.disabled = page === 0;
       next.disabled = page >= pages - 1;
@@ -97,7 +98,15 @@
     prev.addEventListener("click", () => { if (page > 0) { page -= 1; draw(); } });
     next.addEventListener("click", () => { if (page < pages - 1) { page += 1; draw(); } });
     draw();
-    if (pages > 1) wrapper.appendChild(pager);
+    if (pages > 1) {
+      // Every row of every page, collapsed: they size the columns (CSS 2 §17.5.5) but never
+      // show, so the columns keep their widths from page to page as in the Feishu client.
+      const sizer = el("tfoot", "fs-table-sizer");
+      sizer.setAttribute("aria-hidden", "true");
+      rows.forEach((row) => sizer.appendChild(drawRow(row)));
+      table.appendChild(sizer);
+      wrapper.appendChild(pager);
+    }
     wrapper.dataset.pages = String(pages);
     return wrapper;
   }

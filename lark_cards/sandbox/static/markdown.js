@@ -197,7 +197,8 @@
         push(href ? link(href, kids) : wrap(kids)); i += m[0].length; continue;
       }
       if ((ch === "h") && (i === 0 || /[\s(]/.test(text[i - 1])) && (m = /^https?:\/\/[^\s<>()]+[^\s<>().,;:!?'"]/.exec(rest))) {
-        push(link(m[0], [document.createTextNode(m[0])])); i += m[0].length; continue;
+        const shown = document.createTextNode(decodeEntities(m[0]));
+        push(safeUrl(m[0]) ? link(safeUrl(m[0]), [shown]) : shown); i += m[0].length; continue;
       }
       if (ch === ":" && (m = /^:([A-Za-z_]+):/.exec(rest)) && EMOJI[m[1].toUpperCase()]) {
         buffer += EMOJI[m[1].toUpperCase()]; i += m[0].length; continue;

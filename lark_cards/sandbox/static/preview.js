@@ -20,6 +20,25 @@
     return item;
   }
 
+  // How the user's reply template (--templates-dir) fared: used, or refused / broken with
+  // Feishu's answer (code + msg, as im/v1 gives it) and the fallback the bot sends instead.
+  function templateNote(template) {
+    if (!template || !template.used) return null;
+    const error = template.error;
+    if (!error) return el("div", "preview-template", `Rendered with your template ${template.used}`);
+    const box = el("div", "problem preview-template-error");
+    box.appendChild(el("div", "preview-template-file", error.code === null
+      ? `Your template ${template.used} is broken:`
+      : `Feishu refuses the card your template ${template.used} makes:`));
+    box.appendChild(el("code", "preview-feishu-error", error.code === null
+      ? error.msg : JSON.stringify({ code: error.code, msg: error.msg })));
+    if (template.fallback) {
+      box.appendChild(el("div", "preview-fallback",
+        "The bot sends this reply with the default reply.json.j2 instead (below) and logs one line naming the file."));
+    }
+    return box;
+  }
+
   // The typing timer and the Render button can both be in flight: an older answer arriving
   // last must not replace the newer one. data-rendered counts what was drawn, so a test (or
   // a user's script) can wait for *this* render rather than for the previous one's cards.
@@ -40,6 +59,8 @@
     const kb = (n) => (n / 1024).toFixed(1) + " KB";
     const total = result.cards.length;
     out.appendChild(el("div", "preview-summary", `${total} card${total === 1 ? "" : "s"}`));
+    const note = templateNote(result.template);
+    if (note) out.appendChild(note);
     result.cards.forEach((item, index) => {
       const section = el("div", "preview-card");
       section.appendChild(el("div", "preview-card-title", `Card ${index + 1} of ${total}`));
