@@ -36,7 +36,7 @@ from lark_cards.outbound.cards import (
 from lark_cards.outbound.delivery import Compose, Delivery
 from lark_cards.outbound.files import UPLOAD_TIMEOUT, StreamReader, settle
 from lark_cards.outbound.target import Target, reply_cause, target_of
-from lark_cards.render import Outgoing, parse, render_card, render_reply, render_template
+from lark_cards.render import Outgoing, parse_reply, render_card, render_reply, render_template
 from lark_cards.render.pieces import ComponentPiece
 
 __all__ = ["CardExpiredError", "CardRef", "Delivery", "Outbox", "Progress", "Target", "target_of"]
@@ -73,8 +73,9 @@ class Outbox:
         body, mention = msg.body, msg.extras.get("mention")
 
         async def compose(delivery: Delivery) -> list[Outgoing]:
-            tree = await asyncio.to_thread(parse, body)  # once, for the images and the cards
-            images = await delivery.image_keys(tree)
+            # once, for the images and the cards (a long reply: a section at a time, twice)
+            tree = await asyncio.to_thread(parse_reply, body)
+            images = await delivery.image_keys(body if tree is None else tree)
             return await asyncio.to_thread(
                 lambda: render_reply(
                     body, images=images, options=delivery.options, mention=mention, tree=tree

@@ -17,10 +17,11 @@ from lark_cards.render.budget import Budget
 from lark_cards.render.fallback import as_text, shrink, text_parts
 from lark_cards.render.outgoing import Outgoing, RenderOptions, templates_for, wrap
 from lark_cards.render.parser import parse
-from lark_cards.render.pieces import MarkdownPiece
-from lark_cards.render.plain import is_plain, plain_text, summary
+from lark_cards.render.pieces import MarkdownPiece, Piece
+from lark_cards.render.plain import Preview, is_plain, plain_text, summary
 from lark_cards.render.refusals import errbot_refusal
 from lark_cards.render.renderers import RenderContext, image_urls, markdown_text, render_pieces
+from lark_cards.render.sections import SECTION_CHARS, split_sections
 from lark_cards.render.templates import header_color
 from lark_cards.render.tree import Node
 
@@ -31,6 +32,7 @@ __all__ = [
     "as_text",
     "image_urls",
     "parse",
+    "parse_reply",
     "plain_text",
     "render_card",
     "render_markdown",
@@ -61,36 +63,56 @@ def render_markdown(
 
     ``images`` maps image URLs to uploaded ``img_`` keys; without a key an image is a link.
     """
-    return [item.content for item in _reply_cards(parse(text), images, options or RenderOptions())]
+    outgoing = _reply_cards([*split_sections(text)], images, options or RenderOptions())
+    return [item.content for item in outgoing]
+
+
+def parse_reply(text: str) -> Node | None:
+    """``text`` parsed, to be handed on (images, then ``render_reply(tree=…)``) — or None for a
+    reply long enough to be parsed a section at a time (``split_sections``), never whole."""
+    return parse(text) if len(text) < 2 * SECTION_CHARS or len(split_sections(text)) == 1 else None
 
 
 def _reply_cards(
-    tree: Node,
+    sources: Sequence[str | Node],
     images: Mapping[str, str] | None,
     options: RenderOptions,
     mention: str | None = None,
 ) -> list[Outgoing]:
-    context: dict[str, Any] = {"summary": summary(tree)}
-    heading = _leading_heading(tree) if options.heading_as_header else None
-    if heading is not None:
-        title = " ".join(plain_text(heading).split())
-        color = (heading.meta.get("attrs") or {}).get("color")
-        context.update(title=title, color=header_color(color) if color else "blue")
-        body = Node("root", tree.token)
-        body.children = tree.children[1:]
-        tree = body
-    pieces = render_pieces(tree, _context(images, options))
+    """The reply cards of ``sources``: the reply's tree, or its sections, each parsed, made
+    into pieces and dropped before the next (a 1 MB reply's tokens would not fit the memory
+    a render may take)."""
+    ctx = _context(images, options)
+    preview = Preview()
+    context: dict[str, Any] = {}
+    pieces: list[Piece] = []
+    for index, source in enumerate(sources):
+        tree = parse(source) if isinstance(source, str) else source
+        preview.read(tree)
+        heading = None
+        if index == 0 and options.heading_as_header:
+            heading = _leading_heading(tree, more=len(sources) > 1)
+        if heading is not None:
+            title = " ".join(plain_text(heading).split())
+            color = (heading.meta.get("attrs") or {}).get("color")
+            context.update(title=title, color=header_color(color) if color else "blue")
+            body = Node("root", tree.token)
+            body.children = tree.children[1:]
+            tree = body
+        pieces += render_pieces(tree, ctx)
+    context["summary"] = preview.text()
     if mention:  # §5.6 card mention syntax; the id was checked by the caller
         pieces.insert(0, _mention(mention))
     return wrap(pieces, "reply", context, options)
 
 
-def _leading_heading(tree: Node) -> Node | None:
-    """The heading a reply opens with, when more follows it: ``# Deploy finished`` then the
-    details → a card headed "Deploy finished" (``!help`` → "All commands"), as Feishu bots'
-    cards are. A reply that is only a heading keeps it in its body."""
+def _leading_heading(tree: Node, *, more: bool = False) -> Node | None:
+    """The heading a reply opens with, when more follows it (in ``tree``, or ``more``
+    sections): ``# Deploy finished`` then the details → a card headed "Deploy finished"
+    (``!help`` → "All commands"), as Feishu bots' cards are. A reply that is only a heading
+    keeps it in its body."""
     blocks = tree.children
-    if len(blocks) < 2 or blocks[0].type != "heading":
+    if (len(blocks) < 2 and not more) or not blocks or blocks[0].type != "heading":
         return None
     return blocks[0] if plain_text(blocks[0]).strip() else None
 
@@ -118,12 +140,15 @@ def render_reply(
     if refusal is not None:  # Errbot's own "not allowed", "not found", "says nooo"
         context = {"title": refusal.title, "color": refusal.color, "message": text.strip()}
         return wrap([_mention(mention)] if mention else [], "error", context, options)
-    tree = parse(text) if tree is None else tree
-    if options.mode == "auto" and is_plain(text, tree):
+    sources: list[str | Node] = [*split_sections(text)] if tree is None else [tree]
+    if options.mode == "auto" and all(
+        is_plain(source) if isinstance(source, str) else is_plain(text, source)
+        for source in sources
+    ):
         prefix = f'<at user_id="{mention}"></at> ' if mention else ""
         parts = text_parts(quiet_mentions(text))
         return [Outgoing("text", {"text": prefix + part}) for part in parts]
-    return _reply_cards(tree, images, options, mention)
+    return _reply_cards(sources, images, options, mention)
 
 
 def render_card(

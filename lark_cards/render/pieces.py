@@ -150,7 +150,8 @@ class TablePiece:
             if align:
                 column["horizontal_align"] = align
             columns.append(column)
-        rows = [{f"c{i}": cell for i, cell in enumerate(row)} for row in self.rows]
+        names = [column["name"] for column in columns]  # one key string per column, not per cell
+        rows = [dict(zip(names, row, strict=False)) for row in self.rows]
         return {
             "tag": "table",
             "page_size": max(1, min(self.page_size, 10, len(self.rows) or 1)),

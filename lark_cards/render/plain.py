@@ -85,12 +85,32 @@ def summary(tree: Node, limit: int = 60) -> str:
     of the chat list wants to see first. Tables and code are passed over for prose that
     follows them; a reply of only a table previews its first row (``person: gbin`` rather
     than the column names), one of only code its first line."""
-    blocks = tree.children
-    prose = (node for node in blocks if node.type not in _NOT_PROSE)
-    first = next((line for node in prose if (line := _first_line(node))), "")
-    if not first and blocks:
-        first = _first_row(blocks[0]) if blocks[0].type == "table" else _first_line(blocks[0])
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    preview = Preview()
+    preview.read(tree)
+    return preview.text(limit)
+
+
+class Preview:
+    """``summary`` of a reply parsed a section at a time (``render.sections``): ``read``
+    each section's tree in order, then ``text``."""
+
+    def __init__(self) -> None:
+        self._prose = ""
+        self._first: str | None = None  # the first block's line, if no prose comes
+
+    def read(self, tree: Node) -> None:
+        if self._prose:
+            return
+        blocks = tree.children
+        prose = (node for node in blocks if node.type not in _NOT_PROSE)
+        self._prose = next((line for node in prose if (line := _first_line(node))), "")
+        if self._first is None and blocks:
+            first = blocks[0]
+            self._first = _first_row(first) if first.type == "table" else _first_line(first)
+
+    def text(self, limit: int = 60) -> str:
+        first = self._prose or self._first or ""
+        return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 _NOT_PROSE = frozenset({"table", "fence", "code_block", "hr"})

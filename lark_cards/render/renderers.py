@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 from lark_cards.render.parser import parse
 from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
+from lark_cards.render.sections import split_sections
 from lark_cards.render.syntax import (
     code_language,
     escape,
@@ -380,10 +381,12 @@ def markdown_text(markdown: str, ctx: RenderContext | None = None) -> str:
 def image_urls(markdown: str | Node) -> list[str]:
     """Every http(s) image ``src`` in ``markdown`` (or its parsed tree), for the uploader to
     fetch before rendering."""
-    urls = []
-    tree = parse(markdown) if isinstance(markdown, str) else markdown
-    for node in tree.walk():
-        src = str(node.attrs.get("src", "")) if node.type == "image" else ""
-        if src and safe_url(src) and src not in urls:
-            urls.append(src)
+    urls: list[str] = []
+    parts = split_sections(markdown) if isinstance(markdown, str) else [markdown]
+    # a long reply a section at a time, as it is rendered
+    for tree in (parse(part) if isinstance(part, str) else part for part in parts):
+        for node in tree.walk():
+            src = str(node.attrs.get("src", "")) if node.type == "image" else ""
+            if src and safe_url(src) and src not in urls:
+                urls.append(src)
     return urls
