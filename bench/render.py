@@ -12,15 +12,21 @@ call ``convert``). Each side is warmed up, then each run times enough calls to l
 ``--min-run`` seconds; the runs of the two sides alternate, so both see the same machine load,
 and the figure is the median per-call time over ``--runs`` runs.
 
-Usage: python bench/render.py [--runs N] [--min-run SECONDS]
+``--memory`` prints instead the peak of Python allocations (tracemalloc) while rendering a
+1 MB reply of tables and prose and a 1 MB log, and what stays allocated after 10,000 renders of
+``!help`` (issue 11: below 20 MB, and no growth).
+
+Usage: python bench/render.py [--runs N] [--min-run SECONDS] [--memory]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,9 +144,52 @@ def main(runs: int, min_run: float) -> None:
     )
 
 
+def report_document(target_bytes: int = 1024 * 1024) -> str:
+    """A long report: per region a heading, a line of prose and a 40-row table."""
+    blocks, size, n = [], 0, 0
+    while size < target_bytes:
+        rows = "\n".join(f"| web-{n}-{i} | **up** | {i * 7} ms |" for i in range(40))
+        block = f"## Region {n}\n\nAll hosts answered in time.\n\n| host | state | p99 |\n"
+        blocks.append(block + "|---|---|--:|\n" + rows)
+        size += len(blocks[-1]) + 2
+        n += 1
+    return "\n\n".join(blocks)
+
+
+def memory(renders: int) -> None:
+    """Peaks of one render of each 1 MB reply, and what stays after ``renders`` renders."""
+    for name, text in (
+        ("1 MB tables and prose", report_document()),
+        ("1 MB log", log_document(2**20)),
+    ):
+        tracemalloc.start()
+        cards = render_markdown(text)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f"{name:25} {len(cards):>4} cards   peak {peak / 2**20:6.2f} MiB (goal < 20)")
+    text = (Path(__file__).resolve().parent.parent / "tests/fixtures/errbot/help.md").read_text()
+    render_markdown(text)
+    tracemalloc.start()
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(renders):
+        render_markdown(text)
+    gc.collect()
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"{renders} renders of !help: {after - before} bytes still allocated after them "
+        f"(peak during them {peak / 2**20:.2f} MiB; the goal: nothing grows)"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--min-run", type=float, default=0.2)
+    parser.add_argument("--memory", action="store_true", help="allocation peaks, not time")
     args = parser.parse_args()
-    main(args.runs, args.min_run)
+    if args.memory:
+        memory(10_000)
+    else:
+        main(args.runs, args.min_run)

@@ -16,7 +16,7 @@ from lark_cards.render import RenderOptions, parse_reply, render_markdown, rende
 from lark_cards.render.parser import parse
 from lark_cards.render.plain import Preview, summary
 from lark_cards.render.renderers import image_urls, render_pieces
-from lark_cards.render.sections import SECTION_CHARS, split_sections
+from lark_cards.render.sections import SECTIONED_FROM, split_sections
 
 SPEC = Path(__file__).parent / "fixtures" / "commonmark" / "commonmark-0.31.2.json"
 FIXTURES = sorted((Path(__file__).parent / "fixtures").rglob("*.md"))
@@ -52,7 +52,7 @@ def preview(parts: list[str]) -> str:
 
 
 def check(text: str, size: int) -> None:
-    parts = split_sections(text, size)
+    parts = split_sections(text, size, shortest=0)
     assert "".join(parts) == text
     assert elements(parts) == elements([text])
     assert preview(parts) == summary(parse(text))
@@ -68,7 +68,7 @@ def test_every_example_and_fixture_renders_the_same_in_sections(size: int) -> No
     cut = 0
     for text in documents():
         check(text, size)
-        cut += len(split_sections(text, size)) > 1
+        cut += len(split_sections(text, size, shortest=0)) > 1
     assert cut > 20 or size > 1  # cuts were really made, not only refused
 
 
@@ -96,7 +96,7 @@ def test_any_fragments_render_the_same_in_sections(text: str) -> None:
     ],
 )
 def test_what_reaches_across_the_reply_is_not_cut(text: str) -> None:
-    assert split_sections(text, 1) == [text]
+    assert split_sections(text, 1, shortest=0) == [text]
 
 
 def big_reply(size: int = 1024 * 1024) -> str:
@@ -126,9 +126,7 @@ def test_a_1_mb_reply_renders_in_less_than_20_mb() -> None:
 
 
 def test_long_replies_keep_their_header_summary_and_images() -> None:
-    text = (
-        "# Nightly report\n\n" + big_reply(3 * SECTION_CHARS) + "\n\n![chart](https://e.com/c.png)"
-    )
+    text = "# Nightly report\n\n" + big_reply(SECTIONED_FROM) + "\n\n![chart](https://e.com/c.png)"
     assert parse_reply(text) is None  # not parsed whole, not even for the images
     assert image_urls(text) == ["https://e.com/c.png"]
     [first, *rest] = [sent.content for sent in render_reply(text)]

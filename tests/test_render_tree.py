@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it.tree import SyntaxTreeNode
 
 from lark_cards.render.parser import build_parser
@@ -57,3 +59,40 @@ def test_walk_is_depth_first_in_document_order():
     ]
     assert isinstance(tree, Node)
     assert (tree.content, tree.children[0].content) == ("", "")  # the root's token is blank
+
+
+def stream(tokens: Any) -> list[Any]:
+    return [
+        (t.type, t.tag, t.nesting, t.content, t.attrs, t.map, t.info, t.meta, stream(t.children))
+        for t in tokens or []
+    ]
+
+
+PLAIN = build_parser(footnotes=False)
+FOOTNOTE_SYNTAX = ("[^", "^[")
+
+
+def test_without_footnote_syntax_the_plain_parser_gives_the_same_tokens():
+    """parse() leaves the footnote rules out for texts without ``[^`` or ``^[``."""
+    compared = 0
+    for text in documents():
+        if not any(mark in text for mark in FOOTNOTE_SYNTAX):
+            assert stream(PLAIN.parse(text)) == stream(PARSER.parse(text)), text
+            compared += 1
+    assert compared > 600
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="[]^*_`#>-|:!\n ab1.", max_size=120))
+def test_the_plain_parser_on_generated_text(text):
+    if not any(mark in text for mark in FOOTNOTE_SYNTAX):
+        assert stream(PLAIN.parse(text)) == stream(PARSER.parse(text))
+
+
+@pytest.mark.parametrize(
+    "text", [*documents()[:80], "- a\n\n  | x |\n  |---|\n  | 1 |\n", "> | y |\n> |---|\n"]
+)
+def test_holds_table_marks_exactly_the_ancestors_of_tables(text):
+    for node in build_tree(PARSER.parse(text)).walk():
+        below = any(n.type == "table" for n in node.walk() if n is not node)
+        assert node.holds_table == below, (node, text)

@@ -21,7 +21,7 @@ from lark_cards.render.pieces import MarkdownPiece, Piece
 from lark_cards.render.plain import Preview, is_plain, plain_text, summary
 from lark_cards.render.refusals import errbot_refusal
 from lark_cards.render.renderers import RenderContext, image_urls, markdown_text, render_pieces
-from lark_cards.render.sections import SECTION_CHARS, split_sections
+from lark_cards.render.sections import split_sections
 from lark_cards.render.templates import header_color
 from lark_cards.render.tree import Node
 
@@ -70,7 +70,7 @@ def render_markdown(
 def parse_reply(text: str) -> Node | None:
     """``text`` parsed, to be handed on (images, then ``render_reply(tree=…)``) — or None for a
     reply long enough to be parsed a section at a time (``split_sections``), never whole."""
-    return parse(text) if len(text) < 2 * SECTION_CHARS or len(split_sections(text)) == 1 else None
+    return parse(text) if len(split_sections(text)) == 1 else None
 
 
 def _reply_cards(

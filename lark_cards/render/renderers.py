@@ -361,7 +361,7 @@ def _children_pieces(node: Node, ctx: RenderContext) -> list[MarkdownPiece]:
 
 
 def _holds_table(node: Node) -> bool:
-    return any(descendant.type == "table" for descendant in node.walk())
+    return node.holds_table  # marked while the tree was built: no walk of every list
 
 
 def _lone_image(node: Node) -> Node | None:

@@ -22,12 +22,13 @@ __all__ = ["Node", "build_tree"]
 class Node:
     """One node: a block or span (its opening token) or a leaf token."""
 
-    __slots__ = ("children", "token", "type")
+    __slots__ = ("children", "holds_table", "token", "type")
 
     def __init__(self, type_: str, token: Token) -> None:
         self.type = type_
         self.token = token
         self.children: list[Node] = []
+        self.holds_table = False  # a table somewhere below (set while the tree is built)
 
     def walk(self) -> Iterator[Node]:
         """This node, then every node below it, depth first, in document order."""
@@ -83,6 +84,9 @@ def _add(parent: Node, tokens: Sequence[Token]) -> None:
         if nesting == 1:
             node = Node(token.type.removesuffix("_open"), token)
             stack[-1].children.append(node)
+            if node.type == "table":  # the renderer lifts tables out of lists and quotes
+                for ancestor in stack:
+                    ancestor.holds_table = True
             stack.append(node)
         elif nesting == -1:
             if len(stack) > 1:
