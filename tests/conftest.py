@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -180,3 +181,12 @@ def redis_servers(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 def redis_server(redis_servers: Callable[..., Any]) -> Any:
     """One real ``redis-server`` (see ``redis_servers``), stopped at teardown."""
     return redis_servers()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port another socket listens on for the whole test (a port in use)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]

@@ -7,8 +7,6 @@ with the bot's log when the process ends before it serves.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -54,15 +52,6 @@ async def test_an_unknown_app_id_names_app_id(bots: Bots):
     [line] = critical_lines(stopped)
     assert "BOT_IDENTITY['app_id']" in line
     assert "10003" in line
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A port another process listens on for the whole test."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield holder.getsockname()[1]
 
 
 async def test_a_port_in_use_stops_the_bot_with_one_line(bots: Bots, busy_port: int):

@@ -145,14 +145,6 @@ def test_serve_once_returns_for_a_retry_when_the_failure_may_pass(
 # -- the webhook's port ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield holder.getsockname()[1]
-
-
 async def test_a_busy_port_is_fatal_naming_bot_identity_port(tmp_path: Path, busy_port: int):
     bot = LarkCardsBackend(errbot_config(tmp_path, host="127.0.0.1", port=busy_port))
     try:

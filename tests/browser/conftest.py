@@ -7,6 +7,7 @@ and say which one (``.ci/run`` installs them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -14,9 +15,10 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,10 +178,39 @@ class SandboxProcess:
             return json.loads(error.read())
 
 
-@pytest.fixture
-def fake_bot() -> Iterator[FakeBot]:
+@contextlib.contextmanager
+def bot_server(respond: Callable[[bytes, Any], tuple[int, Any]]) -> Iterator[str]:
+    """A webhook bot on a free loopback port, in a thread: ``respond(body, headers)`` gives
+    each push's status and JSON answer. Yields the URL to deliver to."""
     import http.server
     import json
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, answer = respond(body, self.headers)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/lark/events"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake_bot() -> Iterator[FakeBot]:
     import time
 
     from lark_cards.settings import Settings
@@ -193,31 +224,14 @@ def fake_bot() -> Iterator[FakeBot]:
     )
     bot = FakeBot("", [], [])
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            envelope = authenticate(settings, body, self.headers, now=time.time())
-            bot.received.append({"event_type": envelope.event_type, "event": envelope.event})
-            answer = bot.answers.pop(0) if bot.answers else {}
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(body: bytes, headers: Any) -> tuple[int, Any]:
+        envelope = authenticate(settings, body, headers, now=time.time())
+        bot.received.append({"event_type": envelope.event_type, "event": envelope.event})
+        return 200, bot.answers.pop(0) if bot.answers else {}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    bot.url = f"http://127.0.0.1:{server.server_address[1]}/lark/events"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with bot_server(respond) as url:
+        bot.url = url
         yield bot
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -3,16 +3,14 @@ and answer under the message, not a bare "retrying"."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import open_page, wait_for
+from .conftest import bot_server, open_page, wait_for
 
 GROUP = "oc_sandboxgroup000000000000000000000"
 
@@ -28,32 +26,15 @@ def refusing_bot() -> Iterator[str]:
         app_id="cli_sandbox0000000001", app_secret="unused", encrypt_key="the-bots-own-key"
     )
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            try:
-                authenticate(settings, body, self.headers, now=time.time())
-                status, answer = 200, {"msg": "ok"}
-            except Rejected as refused:
-                status, answer = refused.status, {"error": refused.reason}
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(body: bytes, headers: Any) -> tuple[int, Any]:
+        try:
+            authenticate(settings, body, headers, now=time.time())
+            return 200, {"msg": "ok"}
+        except Rejected as refused:
+            return refused.status, {"error": refused.reason}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/lark/events"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with bot_server(respond) as url:
+        yield url
 
 
 def test_a_refused_push_shows_the_bots_answer(
