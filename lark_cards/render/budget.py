@@ -70,8 +70,13 @@ def _fitting(piece: Piece, available: int, max_tables: int) -> list[Piece]:
 
 
 def _too_big(piece: Piece, available: int) -> bool:
+    """Whether ``piece`` alone exceeds ``available``, measured only when bounds cannot tell:
+    on the wire every character takes at least 1 byte and at most 7 (a control character,
+    ``\\u001b`` escaped again), so a 1 MB log is too big and a line of prose fits unmeasured."""
     if isinstance(piece, CodePiece) and len(piece.code) > available:
-        return True  # every character takes a byte at least: no need to measure a 1 MB log
+        return True
+    if isinstance(piece, MarkdownPiece) and 7 * len(piece.content) + _MARKDOWN_ELEMENT < available:
+        return False  # its element's content is at most its content (``_standalone``)
     return _size(piece) > available
 
 
@@ -79,7 +84,6 @@ def _place(
     cards: list[_Card], piece: Piece, available: int, max_components: int, max_tables: int
 ) -> None:
     card = cards[-1]
-    size = _size(piece)
     last = card.pieces[-1] if card.pieces else None
     if isinstance(last, MarkdownPiece) and isinstance(piece, MarkdownPiece):
         merged, size_of_merged = _merged(last, piece)
@@ -92,7 +96,7 @@ def _place(
             card.pieces[-1] = merged
             card.size, card.tables = merged_size, card.tables + piece.tables
             return
-    components = _components(piece)
+    size, components = _measures(piece)  # placed apart: measured (a merge needs no measure)
     fits = (
         card.size + size <= available
         and card.components + components <= max_components
