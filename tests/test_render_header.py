@@ -4,6 +4,7 @@ raw HTML with its entities decoded."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pytest
@@ -95,11 +96,16 @@ def test_errbot_refusals_use_the_error_template(text: str, title: str, color: st
     [sent] = render_reply(text, mention=PERSON)
     card = sent.content
     assert header(card) == (title, color)
-    assert card["body"]["elements"][0] == {
+    first, _, rest = text.partition("\n")
+    message, *below = card["body"]["elements"]
+    assert message == {
         "tag": "div",
-        "text": {"tag": "plain_text", "content": text},  # as typed: never read as markdown
+        "text": {"tag": "plain_text", "content": first},  # as typed: never read as markdown
     }
-    assert {"tag": "markdown", "content": f"<at id={PERSON}></at>"} in card["body"]["elements"]
+    tag = f"<at id={PERSON}></at>"
+    assert below[0]["content"].startswith(tag)
+    shown = html.unescape(" ".join(e["content"] for e in below).replace(tag, ""))
+    assert shown.split() == rest.split()  # the rest (exception, "Did you mean"), literally
     assert validate_card(card) == []
     assert sent.template == "error"
 
@@ -150,3 +156,35 @@ def test_entities_in_raw_html_blocks_are_decoded_like_everywhere_else() -> None:
     content = card["body"]["elements"][0]["content"]
     assert "&amp;" not in content  # neither decoded twice nor shown as an entity
     assert "Tom &#38; Jerry &#60;3 ©" in content  # & and < shown as text, © as itself
+
+
+# Found in review: every card within Feishu's limits; Errbot's texts as they come.
+
+
+def test_a_long_leading_heading_does_not_make_a_card_over_30_kb() -> None:
+    # the heading becomes header.title on every card; the header cannot be split
+    text = "# " + "word " * 8000 + "\n\nThe body."
+    for card in render_markdown(text):
+        assert [p.code for p in validate_card(card)] == []
+
+
+def test_a_long_errbot_exception_text_does_not_make_one_card_over_30_kb() -> None:
+    # core.py: MSG_ERROR_OCCURRED + f":\n{e}" — e is whatever the plugin raised
+    text = "Computer says nooo. See logs for details:\n" + "KeyError: " + "x " * 40000
+    cards = render_reply(text)
+    assert len(cards) > 1
+    for item in cards:
+        assert item.msg_type == "interactive"
+        assert [p.code for p in validate_card(item.content)] == []
+        assert item.content["header"]["title"]["content"] == "Command failed"
+
+
+def test_unknown_command_with_a_multiline_argument_is_a_refusal() -> None:
+    # core.py unknown_command: full_cmd = cmd + " " + args.split(" ")[0]; args may hold "\n"
+    text = 'Command "deploy" / "deploy prod\nnow" not found.'
+    assert errbot_refusal(text) is not None
+
+
+def test_unknown_command_with_a_quote_in_it_is_a_refusal() -> None:
+    text = 'Command "say"hi" not found.'
+    assert errbot_refusal(text) is not None

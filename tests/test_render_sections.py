@@ -12,7 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from test_render_properties import MARKDOWN
 
-from lark_cards.render import RenderOptions, parse_reply, render_markdown, render_reply
+from lark_cards.render import (
+    RenderOptions,
+    _reply_cards,
+    parse_reply,
+    render_markdown,
+    render_reply,
+)
 from lark_cards.render.parser import parse
 from lark_cards.render.plain import Preview, summary
 from lark_cards.render.renderers import image_urls, render_pieces
@@ -133,5 +139,37 @@ def test_long_replies_keep_their_header_summary_and_images() -> None:
     assert first["header"]["title"]["content"] == "Nightly report"
     assert first["config"]["summary"]["content"] == "Nightly report"
     assert {card["header"]["title"]["content"] for card in rest} == {"Nightly report"}
-    whole = render_markdown(text, options=RenderOptions())
-    assert [c["body"] for c in whole] == [c["body"] for c in [first, *rest]]
+    assert len(split_sections(text)) > 1
+    assert [first, *rest] == whole(text)  # the same cards as from the whole parse
+
+
+# Found in review: what a cut must not change.
+
+FILLER = "".join(
+    f"Paragraph {n} of the nightly report, all hosts answered.\n\n" for n in range(2000)
+)
+
+
+def whole(text: str) -> list[dict]:
+    return [item.content for item in _reply_cards([parse(text)], None, RenderOptions())]
+
+
+def test_inline_footnotes_are_numbered_across_the_whole_reply() -> None:
+    # mdit's footnote plugin (enabled when "^[" appears) numbers inline notes globally and
+    # lists them at the end: a reply holding "^[" is not cut (it was, found in review).
+    text = "Start^[the first note]\n\n" + FILLER + "End^[the second note]\n"
+    assert len(text) > SECTIONED_FROM
+    assert render_markdown(text) == whole(text)
+
+
+def test_a_lone_cr_line_break_before_a_fence_does_not_let_a_cut_into_the_code() -> None:
+    # markdown-it reads "\r" as a line break; _FENCE_LINE / _NOT_CUT look only after "\n".
+    code = "".join(f"line {n}\n\n" for n in range(9000))
+    text = "Output:\r```\n" + code + "```\n\nDone."
+    assert len(text) > SECTIONED_FROM
+    assert render_markdown(text) == whole(text)
+
+
+def test_a_lone_cr_before_an_html_block_does_not_let_a_cut_into_it() -> None:
+    text = "Output:\r<pre>\n" + FILLER + "\r</pre>\n\nDone."
+    assert render_markdown(text) == whole(text)

@@ -19,9 +19,10 @@ from lark_cards.render.outgoing import Outgoing, RenderOptions, templates_for, w
 from lark_cards.render.parser import parse
 from lark_cards.render.pieces import MarkdownPiece, Piece
 from lark_cards.render.plain import Preview, is_plain, plain_text, summary
-from lark_cards.render.refusals import errbot_refusal
+from lark_cards.render.refusals import Refusal, errbot_refusal
 from lark_cards.render.renderers import RenderContext, image_urls, markdown_text, render_pieces
 from lark_cards.render.sections import split_sections
+from lark_cards.render.syntax import literal
 from lark_cards.render.templates import header_color
 from lark_cards.render.tree import Node
 
@@ -89,16 +90,8 @@ def _reply_cards(
     for index, source in enumerate(sources):
         tree = parse(source) if isinstance(source, str) else source
         preview.read(tree)
-        heading = None
         if index == 0 and options.heading_as_header:
-            heading = _leading_heading(tree, more=len(sources) > 1)
-        if heading is not None:
-            title = " ".join(plain_text(heading).split())
-            color = (heading.meta.get("attrs") or {}).get("color")
-            context.update(title=title, color=header_color(color) if color else "blue")
-            body = Node("root", tree.token)
-            body.children = tree.children[1:]
-            tree = body
+            tree = _without_header(tree, context, more=len(sources) > 1)
         pieces += render_pieces(tree, ctx)
     context["summary"] = preview.text()
     if mention:  # §5.6 card mention syntax; the id was checked by the caller
@@ -106,15 +99,44 @@ def _reply_cards(
     return wrap(pieces, "reply", context, options)
 
 
-def _leading_heading(tree: Node, *, more: bool = False) -> Node | None:
-    """The heading a reply opens with, when more follows it (in ``tree``, or ``more``
-    sections): ``# Deploy finished`` then the details → a card headed "Deploy finished"
-    (``!help`` → "All commands"), as Feishu bots' cards are. A reply that is only a heading
-    keeps it in its body."""
+TITLE_CHARS = 100  # a longer leading heading stays in the body: a header is not split
+
+
+def _without_header(tree: Node, context: dict[str, Any], *, more: bool) -> Node:
+    """``tree`` without the heading a reply opens with, which becomes the card header's title
+    and colour in ``context``: ``# Deploy finished`` then the details → a card headed "Deploy
+    finished" (``!help`` → "All commands"), as Feishu bots' cards are. Only when more follows
+    it (in ``tree``, or ``more`` sections) and it is short; else ``tree`` as it is."""
     blocks = tree.children
     if (len(blocks) < 2 and not more) or not blocks or blocks[0].type != "heading":
-        return None
-    return blocks[0] if plain_text(blocks[0]).strip() else None
+        return tree
+    title = " ".join(plain_text(blocks[0]).split())
+    if not title or len(title) > TITLE_CHARS:
+        return tree
+    color = (blocks[0].meta.get("attrs") or {}).get("color")
+    context.update(title=title, color=header_color(color) if color else "blue")
+    body = Node("root", tree.token)
+    body.children = blocks[1:]
+    return body
+
+
+def _refusal_cards(
+    text: str, refusal: Refusal, options: RenderOptions, mention: str | None
+) -> list[Outgoing]:
+    """The error template for one of Errbot's refusals: its first line as the message (as
+    typed), the rest — an exception's text, "Did you mean …" — below it as literal markdown,
+    which the budgets may split: an exception can be any length."""
+    first, _, rest = text.strip().partition("\n")
+    if len(first) > MESSAGE_CHARS:
+        first, rest = first[: MESSAGE_CHARS - 1] + "…", first[MESSAGE_CHARS - 1 :] + "\n" + rest
+    pieces: list[Piece] = [_mention(mention)] if mention else []
+    if rest.strip():
+        pieces.append(MarkdownPiece.of(literal(rest.strip("\n"))))
+    context = {"title": refusal.title, "color": refusal.color, "message": first}
+    return wrap(pieces, "error", context, options)
+
+
+MESSAGE_CHARS = 500  # an error card's message line; the rest goes below it
 
 
 def _mention(open_id: str) -> MarkdownPiece:
@@ -138,8 +160,7 @@ def render_reply(
     mention = mention if mention and _OPEN_ID.fullmatch(mention) else None
     refusal = errbot_refusal(text)
     if refusal is not None:  # Errbot's own "not allowed", "not found", "says nooo"
-        context = {"title": refusal.title, "color": refusal.color, "message": text.strip()}
-        return wrap([_mention(mention)] if mention else [], "error", context, options)
+        return _refusal_cards(text, refusal, options, mention)
     sources: list[str | Node] = [*split_sections(text)] if tree is None else [tree]
     if options.mode == "auto" and all(
         is_plain(source) if isinstance(source, str) else is_plain(text, source)

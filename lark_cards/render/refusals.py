@@ -29,8 +29,11 @@ _REFUSALS: tuple[tuple[re.Pattern[str], Refusal], ...] = (
         Refusal("Not allowed", "orange"),
     ),
     (re.compile(r"This command requires bot-admin privileges"), Refusal("Admins only", "orange")),
-    (
-        re.compile(r'Command "[^"\n]*"(?: / "[^"\n]*")? not found\.(?:\n\nDid you mean [^\n]*)?'),
+    (  # Errbot cuts the command at spaces only: it may hold quotes and line breaks
+        re.compile(
+            r'Command "[^ ]*?"(?: / "[^ ]*? [^ ]*?")? not found\.(?:\n\nDid you mean .*)?',
+            re.DOTALL,
+        ),
         Refusal("Command not found", "orange"),
     ),
     (

@@ -25,6 +25,7 @@ from lark_cards.render.syntax import (
     escape_line_start,
     fenced_code,
     font_color,
+    literal,
     safe_url,
     tag_color,
 )
@@ -234,8 +235,7 @@ def hr(node: Node, ctx: RenderContext) -> str:
 
 def html_block(node: Node, ctx: RenderContext) -> str:
     """Raw HTML is shown as text, its entities decoded as everywhere else (``&amp;`` → &)."""
-    lines = html.unescape(node.content).rstrip("\n").split("\n")
-    return "\n".join(escape_line_start(escape(line)) for line in lines)
+    return literal(html.unescape(node.content).rstrip("\n"))
 
 
 def footnote_block(node: Node, ctx: RenderContext) -> str:

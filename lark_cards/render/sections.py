@@ -10,10 +10,11 @@ has ended — a paragraph, a table, a list item's content, a quote, indented cod
 what may hold blank lines: a fenced code block (tracked here), a list that goes on with its
 next item (no cut before a list marker), and HTML blocks such as ``<pre>`` or ``<!--`` (a
 reply with a line starting with ``<`` is not cut). Link reference definitions and footnotes
-reach across the document: a reply with ``]:`` anywhere is not cut either, nor one with a
-fence indented by one to three spaces (inside a list item: not tracked). What is not cut is
-parsed whole, as before; tests/test_render_sections.py checks sections against the whole
-parse on the CommonMark examples and generated replies.
+reach across the document: a reply with ``]:``, ``[^`` or ``^[`` anywhere is not cut either,
+nor one with a fence indented by one to three spaces (inside a list item: not tracked) or a
+line broken by a lone CR (markdown-it's line break, which the patterns here do not read).
+What is not cut is parsed whole, as before; tests/test_render_sections.py checks sections
+against the whole parse on the CommonMark examples and generated replies.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ SECTIONED_FROM = 64 * 1024
 # one put in front): a literal first character makes them scan at memchr speed, 20-40× faster
 # on a 50 KB log than the same patterns anchored with ``^`` (bench/render.py).
 _NOT_CUT = re.compile(r"\n {0,3}<|\n {1,3}(?:```|~~~)")  # HTML blocks; fences in list items
+# What reaches across the reply: reference and footnote definitions, footnote references
+# and inline footnotes (numbered in the order they appear in the whole reply).
+_GLOBAL_MARKS = ("]:", "[^", "^[")
+_LONE_CR = re.compile(r"\r(?!\n)")  # markdown-it reads a lone CR as a line break, too
 # Past _NOT_CUT, every fence line is in column 0: its marker, and what follows on the line.
 _FENCE_LINE = re.compile(r"\n(`{3,}|~{3,})([^\n]*)")
 # A blank line (spaces and tabs only, CommonMark's) before a line that starts in column 0.
@@ -50,7 +55,9 @@ def split_sections(
     ``shortest`` or holds something a cut could change (module docstring). Regular
     expressions find the few fence lines and cut points: a 1 MB reply is not read line by
     line in Python."""
-    if len(text) < max(2 * size, shortest) or "]:" in text:
+    if len(text) < max(2 * size, shortest) or any(mark in text for mark in _GLOBAL_MARKS):
+        return [text]
+    if "\r" in text and _LONE_CR.search(text):  # a line break these patterns do not see
         return [text]
     padded = "\n" + text  # every line, the first too, after a line break; offsets + 1
     if _NOT_CUT.search(padded):

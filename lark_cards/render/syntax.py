@@ -30,6 +30,12 @@ def _entity(match: re.Match[str]) -> str:
     return f"&#{ord(match.group(0))};"
 
 
+def literal(text: str) -> str:
+    """``text`` as Feishu markdown that shows it as typed, line breaks kept (raw HTML, and
+    the details of Errbot's refusals)."""
+    return "\n".join(escape_line_start(escape(line)) for line in text.split("\n"))
+
+
 _LINE_START_CHARACTERS = frozenset("-+#=0123456789")
 
 

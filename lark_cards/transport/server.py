@@ -96,7 +96,8 @@ _UNBINDABLE = {
         "port",
     ),
     errno.EACCES: ("permission denied (ports below 1024 need privileges)", "port"),
-    errno.EADDRNOTAVAIL: ("the address is not one of this machine's", "host"),
+    # Not EADDRNOTAVAIL: a bot started before its network is up binds once the address
+    # appears, so that one is retried (Errbot's reconnect loop, with backoff).
     socket.EAI_NONAME: ("the host name does not resolve", "host"),
 }
 
