@@ -307,3 +307,17 @@ def test_a_user_reply_template_is_used_for_every_message(start, tmp_path):
     card = sent_card(backend)
     assert card["header"]["template"] == "indigo"
     assert card["body"]["elements"] == [{"tag": "markdown", "content": "**hi**"}]
+
+
+def test_a_reply_with_a_lone_surrogate_still_arrives(running):
+    """A plugin's text decoded with surrogateescape cannot be encoded as UTF-8: the reply
+    arrives with U+FFFD in its place instead of failing to render (found in review)."""
+    running.send_message(Message("disk \udcff full, **check**", to=LarkRoom(GROUP)))
+    card = sent_card(running)
+    assert card["body"]["elements"][0]["content"] == "disk \ufffd full, **check**"
+
+
+def test_a_card_with_a_lone_surrogate_still_arrives(running):
+    running.send_card(Card(body="body \udc80", title="t\udc80", to=LarkRoom(GROUP)))
+    card = sent_card(running)
+    assert card["header"]["title"]["content"] == "t\ufffd"

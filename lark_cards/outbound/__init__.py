@@ -36,7 +36,14 @@ from lark_cards.outbound.cards import (
 from lark_cards.outbound.delivery import Compose, Delivery
 from lark_cards.outbound.files import UPLOAD_TIMEOUT, StreamReader, settle
 from lark_cards.outbound.target import Target, reply_cause, target_of
-from lark_cards.render import Outgoing, parse_reply, render_card, render_reply, render_template
+from lark_cards.render import (
+    Outgoing,
+    parse_reply,
+    render_card,
+    render_reply,
+    render_template,
+    valid_text,
+)
 from lark_cards.render.pieces import ComponentPiece
 
 __all__ = ["CardExpiredError", "CardRef", "Delivery", "Outbox", "Progress", "Target", "target_of"]
@@ -70,7 +77,7 @@ class Outbox:
 
     def send_reply(self, msg: Message) -> None:
         """An Errbot reply or ``send``: its markdown rendered as cards (or text in ``auto``)."""
-        body, mention = msg.body, msg.extras.get("mention")
+        body, mention = valid_text(msg.body), msg.extras.get("mention")
 
         async def compose(delivery: Delivery) -> list[Outgoing]:
             # once, for the images and the cards (a long reply: a section at a time, twice)

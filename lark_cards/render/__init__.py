@@ -40,12 +40,27 @@ __all__ = [
     "render_reply",
     "render_template",
     "shrink",
+    "valid_text",
 ]
 
 _OPEN_ID = re.compile(r"ou_[A-Za-z0-9_-]{1,64}")
 # A text message turns ``<at user_id="…">`` into a live mention (§5.1), ``all`` included, in
 # whatever shape the markdown parser did not read as HTML (``<at user_id="all" 1>``, ``< at``).
 _MENTION_TAG = re.compile(r"<(\s*/?\s*at\b)", re.IGNORECASE)
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate (a plugin that decoded bytes with
+    ``surrogateescape``…) as U+FFFD: such text cannot be encoded as UTF-8, so the card, its
+    size and the request would all fail, and the reply would be lost."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def quiet_mentions(text: str) -> str:
@@ -64,6 +79,7 @@ def render_markdown(
 
     ``images`` maps image URLs to uploaded ``img_`` keys; without a key an image is a link.
     """
+    text = valid_text(text)
     outgoing = _reply_cards([*split_sections(text)], images, options or RenderOptions())
     return [item.content for item in outgoing]
 
@@ -158,6 +174,7 @@ def render_reply(
     already parsed (``parse``), so a reply is parsed once from image upload to card."""
     options = options or RenderOptions()
     mention = mention if mention and _OPEN_ID.fullmatch(mention) else None
+    text = valid_text(text)
     refusal = errbot_refusal(text)
     if refusal is not None:  # Errbot's own "not allowed", "not found", "says nooo"
         return _refusal_cards(text, refusal, options, mention)
@@ -188,6 +205,8 @@ def render_card(
     """Errbot's ``send_card`` as Feishu cards: header, key/value fields, image, body."""
     options = options or RenderOptions()
     ctx = _context(images, options)
+    body, title, summary_text = valid_text(body), valid_text(title), valid_text(summary_text)
+    fields = [(valid_text(str(key)), valid_text(str(value))) for key, value in fields]
     image_key = ctx.images.get(image or "")
     context = {
         "title": title or "",
