@@ -291,3 +291,24 @@ async def test_a_delivered_message_carries_no_detail(keyless_bot: str):
         await server.close()
     assert shown["delivery"] == "delivered"
     assert "delivery_detail" not in shown
+
+
+# Found in review: a stranger's JSON must not use up the config-mismatch WARNING.
+
+
+async def test_a_json_object_that_is_no_feishu_event_is_no_config_warning(
+    caplog: pytest.LogCaptureFixture,
+):
+    config = Settings(app_id=APP_ID, app_secret="x", encrypt_key="the-key")
+    seen: list[Any] = []
+    client = TestClient(TestServer(webhook.create_app(config, seen.append)))
+    await client.start_server()
+    try:
+        with caplog.at_level(logging.DEBUG, logger=webhook.log.name):
+            for body in (b"{}", b'{"hello": "world"}', b'{"id": 1, "method": "getinfo"}'):
+                async with client.post(PATH, data=body) as response:
+                    assert response.status in (400, 401)
+    finally:
+        await client.close()
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [], warned

@@ -290,3 +290,109 @@ def test_the_group_chat_profile_hides_the_sandboxs_own_keys(live: LiveSandbox):
     shown = live.call("GET", f"{IM}/chats/{GROUP_CHAT}").json()["data"]
     assert shown == public(live.platform.chats[GROUP_CHAT])
     assert "members" not in shown
+
+
+# ----- found in review: call sequences that left the sandbox in a state Feishu cannot be in ------
+
+ALICE_DM = p2p_chat_id(ALICE)
+
+
+def create_chat(live: LiveSandbox) -> str:
+    answer = live.call("POST", f"{IM}/chats", json={"name": "ops", "user_id_list": [BOB]})
+    assert answer.status == 200, answer.json()
+    return answer.json()["data"]["chat_id"]
+
+
+def test_the_bot_cannot_leave_a_direct_chat(live: LiveSandbox):
+    """chat-member/delete is a group API: a bot cannot leave a p2p chat, and a send to the
+    direct chat answers the same by open_id and by chat_id."""
+    answer = live.call(
+        "DELETE",
+        f"{IM}/chats/{ALICE_DM}/members",
+        params={"member_id_type": "app_id"},
+        json={"id_list": [APP_ID]},
+    )
+    by_open_id, _ = send(live, "open_id", ALICE, "text", {"text": "hi"})
+    by_chat_id, _ = send(live, "chat_id", ALICE_DM, "text", {"text": "hi"})
+    assert by_open_id == by_chat_id, "the same direct chat answers differently by id type"
+    assert (answer.status, answer.json()["code"]) == (400, 232008)
+
+
+def test_members_cannot_be_added_to_a_direct_chat(live: LiveSandbox):
+    """chat-member/create on a p2p chat: only groups take members."""
+    answer = live.call("POST", f"{IM}/chats/{ALICE_DM}/members", json={"id_list": [BOB]})
+    assert BOB not in live.platform.chats[ALICE_DM]["members"]
+    assert (answer.status, answer.json()["code"]) == (400, 232008)
+
+
+def test_a_direct_chat_cannot_become_a_topic_chat(live: LiveSandbox):
+    """chat/update on a p2p chat: a DM has no name, type or message mode to change."""
+    answer = live.call(
+        "PUT",
+        f"{IM}/chats/{ALICE_DM}",
+        json={"group_message_type": "thread", "chat_type": "public", "name": "x"},
+    )
+    _, sent = send(live, "open_id", ALICE, "text", {"text": "hi"})
+    assert sent["data"]["thread_id"] == "", "a direct message opened a thread"
+    assert (answer.status, answer.json()["code"]) == (400, 232008)
+
+
+def test_a_file_in_a_disbanded_chat_cannot_be_downloaded(live: LiveSandbox):
+    """message-resource/get after chat/delete: the chat's messages went with it (232009)."""
+    chat_id = create_chat(live)
+    live.platform.chats[chat_id]["members"].append(ALICE)
+    message = live.platform.post_user_file(chat_id, ALICE, PNG, "shot.png")
+    assert live.call("DELETE", f"{IM}/chats/{chat_id}").status == 200
+    key = message.content["image_key"]
+    answer = live.call(
+        "GET", f"{IM}/messages/{message.message_id}/resources/{key}", params={"type": "image"}
+    )
+    assert (answer.status, answer.json()["code"]) == (400, 232009)
+
+
+def test_a_card_in_a_disbanded_chat_cannot_be_patched_or_reacted_to(live: LiveSandbox):
+    """PATCH / reactions on a message of a disbanded chat: 232009, as every chat call."""
+    chat_id = create_chat(live)
+    card = {"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": "v1"}]}}
+    _, sent = send(live, "chat_id", chat_id, "interactive", card)
+    message_id = sent["data"]["message_id"]
+    assert live.call("DELETE", f"{IM}/chats/{chat_id}").status == 200
+    card["body"]["elements"][0]["content"] = "v2"
+    patched = live.call("PATCH", f"{IM}/messages/{message_id}", json={"content": json.dumps(card)})
+    reacted = live.call(
+        "POST",
+        f"{IM}/messages/{message_id}/reactions",
+        json={"reaction_type": {"emoji_type": "SMILE"}},
+    )
+    assert (patched.status, reacted.status) == (400, 400)
+    assert patched.json()["code"] == reacted.json()["code"] == 232009
+
+
+def test_a_refusal_notice_is_no_message_to_reply_or_react_to(live: LiveSandbox):
+    """A refusal's ``system`` notice is the page's, not a Feishu message: reply and reactions
+    find no such message (230011)."""
+    status, _ = send(live, "chat_id", GROUP_CHAT, "image", {"image_key": "img_no"})
+    assert status == 400  # a key it never issued
+    [notice] = [m for m in live.platform.conversations.timeline if m.sender_type == "system"]
+    replied, answer = reply(live, notice.message_id, "re", in_thread=True)
+    reacted = live.call(
+        "POST",
+        f"{IM}/messages/{notice.message_id}/reactions",
+        json={"reaction_type": {"emoji_type": "SMILE"}},
+    )
+    assert (replied, reacted.status) == (400, 400)
+    assert answer["code"] == reacted.json()["code"] == 230011
+
+
+def test_every_message_of_a_thread_has_the_threads_root(live: LiveSandbox):
+    """A thread opened on a message that is itself a reply (A ← B, then reply_in_thread to
+    B): a later plain reply to B goes into the same thread (§4.2) with the same root_id."""
+    question = live.platform.post_user_message(GROUP_CHAT, ALICE, "!status")
+    _, first = reply(live, question.message_id, "re")  # B: a plain reply, root A
+    b = first["data"]["message_id"]
+    _, in_thread = reply(live, b, "re", in_thread=True)  # opens thread T on B
+    _, later = reply(live, b, "re")  # a plain reply to B: into T as well
+    t1, t2 = in_thread["data"], later["data"]
+    assert t1["thread_id"]
+    assert t1["thread_id"] == t2["thread_id"]
+    assert t1["root_id"] == t2["root_id"] == b

@@ -261,3 +261,34 @@ def test_generated_uploads_are_4xx_at_worst(
     body += b"--B--\r\n"
     headers = {"Content-Type": "multipart/form-data; boundary=B"}
     assert_no_5xx(live, "POST", route, data=body, headers=headers)
+
+
+def test_a_form_of_many_large_parts_is_refused_as_too_large(live: LiveSandbox):
+    """Found in review: each part was bounded, the form was not (16 parts of the file limit
+    each). A form is one file and small fields: beyond that, 234006."""
+    from lark_cards.sandbox.uploads import IMAGE_LIMIT
+
+    chunk = b"x" * (IMAGE_LIMIT * 3 // 5)
+    body = b""
+    for name in ("image_type", "padding_1", "padding_2"):
+        body += f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        body += chunk + b"\r\n"
+    body += b"--B--\r\n"
+    answer = live.call(
+        "POST",
+        f"{IM}/images",
+        data=body,
+        headers={"Content-Type": "multipart/form-data; boundary=B"},
+    )
+    assert answer.status == 400
+    assert answer.json()["code"] == 234006
+
+
+@pytest.mark.parametrize("msg_type", [[], {}, ["text"], 1, None])
+def test_a_msg_type_of_any_json_type_is_a_400(live: LiveSandbox, msg_type: Any):
+    """Found by the generated requests: a list msg_type made the content check raise."""
+    sent = live.platform.post_user_message(GROUP_CHAT, ALICE, "!ping").message_id
+    for path in (f"{IM}/messages/{sent}/reply", f"{IM}/messages?receive_id_type=chat_id"):
+        body = {"receive_id": GROUP_CHAT, "msg_type": msg_type, "content": '{"text": "x"}'}
+        answer = live.call("POST", path, json=body)
+        assert answer.status == 400, answer.body[:200]

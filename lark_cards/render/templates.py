@@ -149,6 +149,10 @@ def _render(env: jinja2.Environment, filename: str, context: Mapping[str, Any]) 
         raise _Broken(exc.filename or filename, exc.lineno, exc.message or str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise _Broken(_path(env, filename), None, f"not UTF-8: {exc}") from exc
+    except jinja2.TemplateNotFound:  # an OSError too, but "no such template": the caller's
+        raise
+    except OSError as exc:  # there but unreadable: permissions, a failing disk or share
+        raise _Broken(_path(env, filename), None, f"cannot be read: {exc}") from exc
     path = template.filename or filename
     try:
         text = template.render(context)

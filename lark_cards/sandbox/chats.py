@@ -47,6 +47,11 @@ DISSOLVED = "Your request specifies a chat which has already been dissolved."
 NO_PERMISSION = 232014  # "The token used in the request does NOT have the permissions …"
 USERS_NOT_VISIBLE = 232024  # "Users do not have the visibility of the app, or …"
 NO_VALID_MEMBERS = 232027  # "There are no valid members in the ID list …"
+# chat-member create/delete and chat/update on a direct (p2p) chat: those docs give 232008
+# for an "unsupported chat_mode or chat_type"; UNCONFIRMED that a p2p chat answers exactly it.
+P2P_REFUSED = Refusal(
+    CHAT_TYPE_UNSUPPORTED, "Your request specifies a chat whose type is NOT supported currently."
+)
 JOIN_NEEDS_APPROVAL = 232075  # a public chat that asks for approval cannot be joined by API
 INVALID_RECEIVE_ID = "Your request contains an invalid request parameter, ext=invalid receive_id."
 MAX_IDS = 50  # users per create / add / remove call
@@ -78,6 +83,20 @@ def is_topic_chat(chat: dict[str, Any] | None) -> bool:
     if not chat:
         return False
     return chat.get("chat_mode") == "topic" or chat.get("group_message_type") == "thread"
+
+
+def group_chat(platform: FakeOpenPlatform, chat_id: str) -> dict[str, Any] | Refusal:
+    """:func:`find_chat` for the calls only groups take (members, chat/update): a direct
+    chat has no members to add or remove, no bot that can leave it, nothing to update."""
+    chat = find_chat(platform, chat_id)
+    if not isinstance(chat, Refusal) and chat.get("chat_mode") == "p2p":
+        return P2P_REFUSED
+    return chat
+
+
+def message_chat(platform: FakeOpenPlatform, chat_id: str) -> Refusal | None:
+    """232009 when a message's chat was disbanded (its messages went with it), else None."""
+    return Refusal(CHAT_DISSOLVED, DISSOLVED) if chat_id in platform.dissolved else None
 
 
 def find_chat(
@@ -118,10 +137,13 @@ def receiver_chat(platform: FakeOpenPlatform, id_type: str, receive_id: str) -> 
         return receive_id
     user = find_user(platform.users, id_type, receive_id)
     if user is not None:
-        return platform.direct_chat(str(user["open_id"]))
-    if not platform.users and id_type == "open_id":
-        return platform.direct_chat(receive_id)
-    return Refusal(INVALID_PARAM, INVALID_RECEIVE_ID)
+        chat_id = platform.direct_chat(str(user["open_id"]))
+    elif not platform.users and id_type == "open_id":
+        chat_id = platform.direct_chat(receive_id)
+    else:
+        return Refusal(INVALID_PARAM, INVALID_RECEIVE_ID)
+    # the same checks as a send by the direct chat's chat_id (one chat, one answer)
+    return sendable(platform, chat_id) if chat_id in platform.chats else chat_id
 
 
 class Chats:
@@ -201,7 +223,7 @@ class Chats:
         0 and 2 refuse the call when any id is unusable (232024, UNCONFIRMED which code
         Feishu gives for an id that does not exist).
         """
-        chat = find_chat(self.platform, request.match_info["chat_id"])
+        chat = group_chat(self.platform, request.match_info["chat_id"])
         if isinstance(chat, Refusal):
             return refuse(chat)
         ids = _id_list(json_object(await request.read()))
@@ -223,7 +245,7 @@ class Chats:
     async def _remove_members(self, request: web.Request) -> web.Response:
         """chat-member/delete: users (owner only), or the bot itself by its App ID — which
         Feishu allows "under any conditions" — to leave. → ``{"invalid_id_list": […]}``."""
-        chat = find_chat(self.platform, request.match_info["chat_id"])
+        chat = group_chat(self.platform, request.match_info["chat_id"])
         if isinstance(chat, Refusal):
             return refuse(chat)
         ids = _id_list(json_object(await request.read()))
@@ -307,7 +329,7 @@ class Chats:
     async def _update(self, request: web.Request) -> web.Response:
         """chat/update (PUT): changes only the fields given. A chat with
         ``edit_permission = only_owner`` takes changes from its owner only (232014)."""
-        chat = find_chat(self.platform, request.match_info["chat_id"])
+        chat = group_chat(self.platform, request.match_info["chat_id"])
         if isinstance(chat, Refusal):
             return refuse(chat)
         fields = _text_fields(json_object(await request.read()), UPDATABLE)

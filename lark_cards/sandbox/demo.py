@@ -166,7 +166,8 @@ def die_with_parent() -> Callable[[], None] | None:
 
     def arm() -> None:  # runs in the child between fork and exec: nothing but syscalls
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the sandbox's inherited one
             os.kill(os.getpid(), signal.SIGTERM)
 
     return arm

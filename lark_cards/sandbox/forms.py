@@ -47,12 +47,16 @@ class Form:
         return self.parts.get(name)
 
 
+FORM_FIELDS_BYTES = 64 * 1024  # file_type, file_name, duration…: a form is one file + these
+
+
 async def read_form(request: web.Request, max_bytes: int) -> Form | Refusal:
     """The request's multipart parts; a refusal when the body is no multipart form Feishu
     would read (wrong content type, broken framing, more than ``max_bytes`` in one part)."""
     if request.content_type != "multipart/form-data":
         return Refusal(UPLOAD_INVALID, "the request must be multipart/form-data")
     form = Form()
+    left = max_bytes + FORM_FIELDS_BYTES  # the whole form: one file and its small fields
     try:
         reader = await request.multipart()
         for _ in range(MAX_PARTS):
@@ -61,9 +65,10 @@ async def read_form(request: web.Request, max_bytes: int) -> Form | Refusal:
                 return form
             if not isinstance(part, BodyPartReader) or not part.name:
                 continue  # a nested multipart, or a part without a name: Feishu ignores it
-            data = await _read_part(part, max_bytes)
+            data = await _read_part(part, min(max_bytes, left))
             if data is None:
                 return Refusal(UPLOAD_TOO_LARGE, f"the part {part.name!r} is too large")
+            left -= len(data)
             form.parts.setdefault(part.name, data)
             if part.filename:
                 form.filenames.setdefault(part.name, part.filename)

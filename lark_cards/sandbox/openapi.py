@@ -32,7 +32,7 @@ from lark_cards.api.errors import (
 from lark_cards.render.cardspec import CardLimits
 
 from . import rules, threads
-from .chats import Chats, is_topic_chat, receiver_chat, sendable
+from .chats import Chats, is_topic_chat, message_chat, receiver_chat, sendable
 from .resources import Resources
 from .responses import authed, error, json_object, message_json, ok, refuse
 from .rules import Refusal, SendLimits
@@ -212,7 +212,7 @@ class FakeOpenPlatform:
     def _parent(self, message_id: str, chat_id: str) -> StoredMessage:
         """The message replied to; one only ``user_messages`` knows (tests that skip the
         timeline) stands in as a parent without a thread."""
-        return self.conversations.get(message_id) or StoredMessage(
+        return self.conversations.find(message_id) or StoredMessage(
             message_id=message_id, chat_id=chat_id, msg_type="text", content={}, uuid=None
         )
 
@@ -220,7 +220,8 @@ class FakeOpenPlatform:
         """Give ``message`` its reply and thread ids (a parent that starts a thread changes)."""
         had_thread = parent.thread_id if parent is not None else ""
         topic = is_topic_chat(self.chats.get(message.chat_id))
-        threads.place(message, parent, topic_chat=topic, **how)
+        roots = self.conversations.thread_roots
+        threads.place(message, parent, topic_chat=topic, roots=roots, **how)
         if (
             parent is not None
             and parent.thread_id != had_thread
@@ -244,9 +245,12 @@ class FakeOpenPlatform:
     @authed
     async def _patch(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        message = self.conversations.get(request.match_info["message_id"])
+        message = self.conversations.find(request.match_info["message_id"])
         if message is None:
             return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
+        gone = message_chat(self, message.chat_id)
+        if gone:
+            return refuse(gone)
         if message.sender_type != "app" or message.msg_type != "interactive":
             return error(INVALID_PARAM, "only interactive messages the app sent can be updated")
         if self.clock() - message.create_time > PATCH_WINDOW:
@@ -268,9 +272,12 @@ class FakeOpenPlatform:
         content of the same type (cards change by PATCH). → ``data``: the message."""
         raw = await request.read()
         body = json_object(raw)
-        message = self.conversations.get(request.match_info["message_id"])
-        if message is None or message.sender_type == "system":
+        message = self.conversations.find(request.match_info["message_id"])
+        if message is None:
             return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
+        gone = message_chat(self, message.chat_id)
+        if gone:
+            return refuse(gone)
         if message.sender_type != "app":
             return error(INVALID_PARAM, "only messages the app sent can be edited")
         if message.msg_type not in EDITABLE_TYPES:
@@ -311,8 +318,9 @@ class FakeOpenPlatform:
         self.conversations.touch(message)
 
     def chat_of(self, message_id: str) -> str | None:
-        """Chat of a message the platform knows: one the bot sent, or one a user sent."""
-        message = self.conversations.get(message_id)
+        """Chat of a message the platform knows: one the bot sent, or one a user sent (no
+        system notice: there is no such message on Feishu)."""
+        message = self.conversations.find(message_id)
         return message.chat_id if message else self.user_messages.get(message_id)
 
     def direct_chat(self, open_id: str) -> str:

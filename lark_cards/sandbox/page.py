@@ -11,6 +11,7 @@ else by an encrypted, signed POST.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from pathlib import Path
@@ -240,9 +241,11 @@ class Page:
         if not isinstance(markdown, str):
             return _bad("markdown must be a string")
         keys = frozenset(self.platform.uploads.images)
-        return web.json_response(
-            preview(markdown, image_keys=keys, templates_dir=self.templates_dir)
+        # Off the loop: a heavy template must not stall the fake Feishu the bot is calling.
+        shown = await asyncio.to_thread(
+            preview, markdown, image_keys=keys, templates_dir=self.templates_dir
         )
+        return web.json_response(shown)
 
     async def _samples(self, _request: web.Request) -> web.Response:
         return web.json_response(samples())

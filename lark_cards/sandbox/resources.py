@@ -22,7 +22,7 @@ from lark_cards.api.errors import (
     UPLOAD_INVALID,
 )
 
-from .chats import bot_in
+from .chats import bot_in, message_chat
 from .forms import read_form
 from .responses import authed, error, json_object, ok, refuse
 from .rules import Refusal
@@ -66,13 +66,22 @@ class Resources:
     # ----- reactions -----
 
     def _message(self, request: web.Request) -> StoredMessage | None:
-        return self.platform.conversations.get(request.match_info["message_id"])
+        """The message (no system notice: those are the page's, not Feishu's)."""
+        return self.platform.conversations.find(request.match_info["message_id"])
 
-    @authed
-    async def _react(self, request: web.Request) -> web.Response:
+    def _reachable(self, request: web.Request) -> StoredMessage | web.Response:
+        """The message, or the refusal: gone (230011), or its chat disbanded (232009)."""
         message = self._message(request)
         if message is None:
             return _gone()
+        gone = message_chat(self.platform, message.chat_id)
+        return refuse(gone) if gone else message
+
+    @authed
+    async def _react(self, request: web.Request) -> web.Response:
+        message = self._reachable(request)
+        if isinstance(message, web.Response):
+            return message
         kind = json_object(await request.read()).get("reaction_type")
         emoji = kind.get("emoji_type") if isinstance(kind, dict) else None
         if not isinstance(emoji, str) or not _EMOJI.fullmatch(emoji):
@@ -90,9 +99,9 @@ class Resources:
 
     @authed
     async def _reactions(self, request: web.Request) -> web.Response:
-        message = self._message(request)
-        if message is None:
-            return _gone()
+        message = self._reachable(request)
+        if isinstance(message, web.Response):
+            return message
         wanted = request.query.get("reaction_type")  # the list filter (message-reaction/list)
         items = [_reaction_json(r) for r in message.reactions if wanted in (None, r.emoji_type)]
         return ok({"items": items, "has_more": False, "page_token": ""})
@@ -100,6 +109,9 @@ class Resources:
     @authed
     async def _unreact(self, request: web.Request) -> web.Response:
         message = self._message(request)
+        gone = message_chat(self.platform, message.chat_id) if message else None
+        if gone:
+            return refuse(gone)
         wanted = request.match_info["reaction_id"]
         found = [r for r in (message.reactions if message else []) if r.reaction_id == wanted]
         if message is None or not found:
@@ -148,10 +160,10 @@ class Resources:
     async def _resource(self, request: web.Request) -> web.Response:
         """message-resource/get: an image or file of a message the bot can see, as bytes
         with its Content-Type; errors as JSON with the doc's codes."""
-        message = self._message(request)
+        message = self._reachable(request)
         kind = request.query.get("type")
-        if message is None:
-            return _gone()
+        if isinstance(message, web.Response):
+            return message
         if kind not in RESOURCE_TYPES:
             return error(UPLOAD_INVALID, "Invalid request param: type must be image or file.")
         chat = self.platform.chats.get(message.chat_id)

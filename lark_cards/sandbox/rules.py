@@ -136,7 +136,7 @@ def parse_content(
     file_keys: Mapping[str, UploadedFile],
 ) -> dict[str, Any] | Refusal:
     """The message ``content`` (a JSON *string*, §8) → the object, or Feishu's refusal."""
-    if msg_type not in MSG_TYPES:
+    if not isinstance(msg_type, str) or msg_type not in MSG_TYPES:  # a list is unhashable
         return Refusal(INVALID_PARAM, f"invalid msg_type {msg_type!r}")
     if not isinstance(raw, str):
         return Refusal(INVALID_PARAM, "content must be a JSON string")

@@ -207,9 +207,14 @@ async def serve(config: SandboxConfig, *, bot_port: int | None, out: TextIO) -> 
 
 
 def say(stream: TextIO, text: str) -> None:
-    """One line for the person at the terminal, flushed at once (the demo runs for long)."""
-    stream.write(text + "\n")
-    stream.flush()
+    """One line for the person at the terminal, flushed at once (the demo runs for long).
+    A terminal that was closed (SIGHUP, then EIO on write) must not stop the shutdown that
+    follows, so what cannot be written is dropped."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager

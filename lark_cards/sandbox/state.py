@@ -149,6 +149,7 @@ class Conversations:
         self.bot_messages: list[StoredMessage] = []  # what the bot sent, in order
         self.seq = 0
         self._by_id: dict[str, StoredMessage] = {}
+        self.thread_roots: dict[str, str] = {}  # thread_id → the thread's root message
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
 
@@ -164,7 +165,14 @@ class Conversations:
         return message
 
     def get(self, message_id: str) -> StoredMessage | None:
+        """Any stored message, the page's system notices included."""
         return self._by_id.get(message_id)
+
+    def find(self, message_id: str) -> StoredMessage | None:
+        """A message Feishu has: system notices (refusals the page shows) are no messages to
+        reply to, react to, patch or edit, so the Open API finds none there."""
+        message = self._by_id.get(message_id)
+        return message if message is not None and message.sender_type != "system" else None
 
     def touch(self, message: StoredMessage) -> None:
         """Record that ``message`` changed and wake everyone waiting for changes."""

@@ -29,20 +29,29 @@ def place(
     *,
     in_thread: bool = False,
     topic_chat: bool = False,
+    roots: dict[str, str] | None = None,
 ) -> None:
     """Set ``message``'s ``reply_to`` (parent), ``root_id`` and ``thread_id``; a reply that
-    starts a thread also gives ``parent`` (the thread's first message) its ``thread_id``."""
+    starts a thread also gives ``parent`` (the thread's first message) its ``thread_id``.
+
+    ``roots`` (thread_id → the thread's root message) remembers where each thread began, so
+    every message in a thread has that root as ``root_id`` — also a plain reply to a message
+    in the thread whose own reply chain started elsewhere (the thread's root was a reply)."""
+    roots = {} if roots is None else roots
     if parent is None:
         message.reply_to, message.root_id = None, ""
         message.thread_id = new_thread_id() if topic_chat else ""
+        if message.thread_id:
+            roots[message.thread_id] = message.message_id
         return
     message.reply_to = parent.message_id
     if parent.thread_id:
         message.thread_id = parent.thread_id
-        message.root_id = parent.root_id if parent.root_id else parent.message_id
+        chain_root = parent.root_id if parent.root_id else parent.message_id
+        message.root_id = roots.get(parent.thread_id, chain_root)
     elif in_thread or topic_chat:
         parent.thread_id = message.thread_id = new_thread_id()
-        message.root_id = parent.message_id
+        message.root_id = roots[message.thread_id] = parent.message_id
     else:
         message.root_id = parent.root_id or parent.message_id
         message.thread_id = ""
