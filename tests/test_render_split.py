@@ -639,3 +639,13 @@ def test_a_retry_after_230099_splits_prose_that_holds_several_tables():
     assert len(retried) >= 2
     assert all(count_tables(item.content) <= 2 for item in retried)
     check_cards(markdown, [item.content for item in retried])
+
+
+def test_as_text_leaves_out_pieces_without_words():
+    """A card with a rule or buttons sent as text has no empty paragraphs for them."""
+    from lark_cards.render import as_text, render_reply
+
+    [card] = render_reply("before\n\n---\n\nafter")
+    [post] = as_text(card)
+    lines = [node[0]["text"] for node in post.content["zh_cn"]["content"]]
+    assert lines == ["before", "", "after"]

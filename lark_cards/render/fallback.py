@@ -31,7 +31,7 @@ def as_text(rejected: Outgoing) -> list[Outgoing]:
     if rejected.pieces:
         title = str(rejected.context.get("title") or "")
         fields = [f"{key}: {plain_text(str(value))}" for key, value in _fields(rejected.context)]
-        body = "\n\n".join(piece.plain() for piece in rejected.pieces)
+        body = "\n\n".join(text for piece in rejected.pieces if (text := piece.plain()))
         message = str(rejected.context.get("message") or "")  # the error template's text
         parts = (message, fields and "\n".join(fields), body)
         text = "\n\n".join(part for part in parts if part)
