@@ -17,8 +17,11 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from lark_cards.api.client import LarkClient
+from lark_cards.sandbox.delivery import message_envelope
 from lark_cards.sandbox.openapi import FakeOpenPlatform
 from lark_cards.sandbox.state import default_chats, default_users
+from lark_cards.sandbox.threads import with_thread
+from lark_cards.transport.envelope import Envelope, parse_callback
 
 APP_ID = "cli_live"
 SECRET = "live-secret"
@@ -106,3 +109,18 @@ class LiveSandbox:
         client = LarkClient(app_id=APP_ID, app_secret=SECRET, base_url=self.base)
         self.run(client.start())
         return client
+
+
+def delivered_event(message: Any) -> Envelope:
+    """The event the page pushes for a user's ``message``, with its thread ids, as the bot
+    reads it."""
+    payload = message_envelope(
+        message.content.get("text", ""),
+        chat_id=message.chat_id,
+        sender_open_id=message.sender_id,
+        message_id=message.message_id,
+        app_id=APP_ID,
+    )
+    parsed = parse_callback(with_thread(payload, message))
+    assert isinstance(parsed, Envelope)
+    return parsed

@@ -25,7 +25,7 @@ pytestmark = [
 GONE_WITHIN = 10.0  # s: errbot's clean shutdown of an idle bot takes about one
 
 
-def _errbots(demo_dir: Path) -> list[int]:
+def live_errbots(demo_dir: Path) -> list[int]:
     """The pids of live errbot processes started for ``demo_dir`` (zombies are dead)."""
     pids = []
     for entry in Path("/proc").iterdir():
@@ -60,7 +60,7 @@ def _start_demo(processes, demo_dir: Path) -> subprocess.Popen[str]:
 
 def _wait_gone(demo_dir: Path, limit: float = GONE_WITHIN) -> float:
     started = time.monotonic()
-    while _errbots(demo_dir):
+    while live_errbots(demo_dir):
         if time.monotonic() - started > limit:
             raise AssertionError(f"errbot still running {limit:g} s after its parent died")
         time.sleep(0.1)
@@ -70,14 +70,14 @@ def _wait_gone(demo_dir: Path, limit: float = GONE_WITHIN) -> float:
 def test_errbot_dies_when_the_sandbox_is_killed(tmp_path: Path, processes):
     demo_dir = tmp_path / "demo"
     demo = _start_demo(processes, demo_dir)
-    [errbot] = _errbots(demo_dir)
+    [errbot] = live_errbots(demo_dir)
     assert _parent_of(errbot) == demo.pid
     try:
         demo.kill()  # SIGKILL: the sandbox runs no cleanup at all
         demo.wait(10)
         took = _wait_gone(demo_dir)
     finally:
-        for pid in _errbots(demo_dir):  # never leave one behind, even when the test fails
+        for pid in live_errbots(demo_dir):  # never leave one behind, even when the test fails
             os.kill(pid, signal.SIGKILL)
     assert took < GONE_WITHIN, took
     log = (demo_dir / "errbot.log").read_text()
@@ -87,11 +87,11 @@ def test_errbot_dies_when_the_sandbox_is_killed(tmp_path: Path, processes):
 def test_a_closed_terminal_stops_the_demo_like_ctrl_c(tmp_path: Path, processes):
     demo_dir = tmp_path / "demo"
     demo = _start_demo(processes, demo_dir)
-    assert _errbots(demo_dir)
+    assert live_errbots(demo_dir)
     try:
         demo.send_signal(signal.SIGHUP)
         assert demo.wait(40) == 0  # errbot stopped first, then the sandbox, cleanly
-        assert _errbots(demo_dir) == []
+        assert live_errbots(demo_dir) == []
     finally:
-        for pid in _errbots(demo_dir):
+        for pid in live_errbots(demo_dir):
             os.kill(pid, signal.SIGKILL)

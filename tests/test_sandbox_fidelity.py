@@ -11,15 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sandbox_live import APP_ID, LiveSandbox
+from sandbox_live import APP_ID, LiveSandbox, delivered_event
 
 from lark_cards.api.reactions import ReactionBook
 from lark_cards.inbound.events import parse_message
 from lark_cards.sandbox.chats import public
-from lark_cards.sandbox.delivery import message_envelope
 from lark_cards.sandbox.state import ALICE, BOB, GROUP_CHAT, p2p_chat_id
-from lark_cards.sandbox.threads import with_thread
-from lark_cards.transport.envelope import Envelope, parse_callback
 
 IM = "/open-apis/im/v1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -204,20 +201,6 @@ def test_in_a_topic_chat_every_message_is_in_a_thread(live: LiveSandbox):
     assert answer["thread_id"] == started["thread_id"]
 
 
-def receive_event(live: LiveSandbox, message: Any) -> Envelope:
-    """What the page pushes for a user's message: the envelope with its thread ids."""
-    payload = message_envelope(
-        message.content.get("text", ""),
-        chat_id=message.chat_id,
-        sender_open_id=message.sender_id,
-        message_id=message.message_id,
-        app_id=APP_ID,
-    )
-    parsed = parse_callback(with_thread(payload, message))
-    assert isinstance(parsed, Envelope)
-    return parsed
-
-
 def test_a_user_reply_in_thread_is_delivered_with_root_parent_and_thread(live: LiveSandbox):
     bot_card = reply(
         live,
@@ -228,7 +211,7 @@ def test_a_user_reply_in_thread_is_delivered_with_root_parent_and_thread(live: L
     answer = live.platform.post_user_message(
         GROUP_CHAT, BOB, "!more", reply_to=bot_card["message_id"]
     )
-    envelope = receive_event(live, answer)
+    envelope = delivered_event(answer)
     raw = envelope.event["message"]
     assert (raw["root_id"], raw["parent_id"], raw["thread_id"]) == (
         bot_card["root_id"],
@@ -240,7 +223,7 @@ def test_a_user_reply_in_thread_is_delivered_with_root_parent_and_thread(live: L
 
 
 def test_a_plain_user_message_is_delivered_without_thread_ids(live: LiveSandbox):
-    raw = receive_event(live, live.platform.post_user_message(GROUP_CHAT, ALICE, "hi"))
+    raw = delivered_event(live.platform.post_user_message(GROUP_CHAT, ALICE, "hi"))
     message = raw.event["message"]
     assert (message["root_id"], message["parent_id"], message["thread_id"]) == ("", "", "")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from errbot.backends.base import RoomError
-from sandbox_live import APP_ID, LiveSandbox
+from sandbox_live import APP_ID, LiveSandbox, delivered_event
 
 from lark_cards.api import chats as api
 from lark_cards.api import contacts
@@ -22,10 +22,7 @@ from lark_cards.identifiers import Identities, LarkPerson
 from lark_cards.inbound.events import parse_message
 from lark_cards.inbound.messages import to_message
 from lark_cards.rooms import LarkRoomOperations
-from lark_cards.sandbox.delivery import message_envelope
 from lark_cards.sandbox.state import ALICE, BOB, BOT_OPEN_ID, GROUP_CHAT
-from lark_cards.sandbox.threads import with_thread
-from lark_cards.transport.envelope import Envelope, parse_callback
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 64
 
@@ -135,15 +132,7 @@ def test_only_the_owner_may_disband(wired: Wired):
 
 def received(wired: Wired, message: Any) -> dict[str, Any]:
     """The extras Errbot's message gets for a user's message the sandbox delivers."""
-    payload = message_envelope(
-        "",
-        chat_id=message.chat_id,
-        sender_open_id=message.sender_id,
-        message_id=message.message_id,
-        app_id=APP_ID,
-    )
-    envelope = parse_callback(with_thread(payload, message))
-    assert isinstance(envelope, Envelope)
+    envelope = delivered_event(message)
     msg, _ = to_message(parse_message(envelope), LarkPerson(BOT_OPEN_ID), wired.identities)
     return msg.extras
 

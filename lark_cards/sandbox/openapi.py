@@ -32,8 +32,8 @@ from lark_cards.api.errors import (
 from lark_cards.render.cardspec import CardLimits
 
 from . import rules, threads
-from .chats import Chats, is_topic_chat, message_chat, receiver_chat, sendable
-from .resources import Resources
+from .chats import Chats, is_topic_chat, receiver_chat, sendable
+from .resources import Resources, reachable
 from .responses import authed, error, json_object, message_json, ok, refuse
 from .rules import Refusal, SendLimits
 from .state import BOT_NAME, BOT_OPEN_ID, Conversations, StoredMessage, p2p_chat_id
@@ -245,12 +245,9 @@ class FakeOpenPlatform:
     @authed
     async def _patch(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        message = self.conversations.find(request.match_info["message_id"])
-        if message is None:
-            return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
-        gone = message_chat(self, message.chat_id)
-        if gone:
-            return refuse(gone)
+        message = reachable(self, request.match_info["message_id"])
+        if isinstance(message, web.Response):
+            return message
         if message.sender_type != "app" or message.msg_type != "interactive":
             return error(INVALID_PARAM, "only interactive messages the app sent can be updated")
         if self.clock() - message.create_time > PATCH_WINDOW:
@@ -272,12 +269,9 @@ class FakeOpenPlatform:
         content of the same type (cards change by PATCH). → ``data``: the message."""
         raw = await request.read()
         body = json_object(raw)
-        message = self.conversations.find(request.match_info["message_id"])
-        if message is None:
-            return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
-        gone = message_chat(self, message.chat_id)
-        if gone:
-            return refuse(gone)
+        message = reachable(self, request.match_info["message_id"])
+        if isinstance(message, web.Response):
+            return message
         if message.sender_type != "app":
             return error(INVALID_PARAM, "only messages the app sent can be edited")
         if message.msg_type not in EDITABLE_TYPES:

@@ -70,12 +70,7 @@ class Resources:
         return self.platform.conversations.find(request.match_info["message_id"])
 
     def _reachable(self, request: web.Request) -> StoredMessage | web.Response:
-        """The message, or the refusal: gone (230011), or its chat disbanded (232009)."""
-        message = self._message(request)
-        if message is None:
-            return _gone()
-        gone = message_chat(self.platform, message.chat_id)
-        return refuse(gone) if gone else message
+        return reachable(self.platform, request.match_info["message_id"])
 
     @authed
     async def _react(self, request: web.Request) -> web.Response:
@@ -218,8 +213,14 @@ def _post_nodes(post: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
                     yield node
 
 
-def _gone() -> web.Response:
-    return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
+def reachable(platform: FakeOpenPlatform, message_id: str) -> StoredMessage | web.Response:
+    """The message an API call names, or the refusal: gone or a system notice (230011), or
+    its chat disbanded (232009) — for reactions, downloads, PATCH and edits alike."""
+    message = platform.conversations.find(message_id)
+    if message is None:
+        return error(MESSAGE_GONE, "The message was withdrawn or does not exist.")
+    gone = message_chat(platform, message.chat_id)
+    return refuse(gone) if gone else message
 
 
 def _reaction_json(reaction: Reaction) -> dict[str, Any]:
