@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+from markdown_it.token import Token
 
 from lark_cards.render.parser import parse
 from lark_cards.render.renderers import RenderContext, html_inline, is_markup_tag
@@ -55,29 +57,45 @@ def _plain_parts(tree: Node) -> Iterator[str]:
     for node in tree.walk():
         if node.type in _TEXT_BLOCKS:
             yield "\n"
-        if node.type == "text":
-            yield node.content
-        elif node.type == "code_inline":
-            yield html.unescape(node.content)  # as the renderer shows code
-        elif node.type in ("softbreak", "hardbreak"):
-            yield "\n"
+        if node.type == "inline":
+            yield from _inline_parts(node.inline_tokens)
         elif node.type in ("fence", "code_block"):
             yield html.unescape(node.content)
-        elif node.type == "html_inline":
-            yield html_inline(node, RenderContext()) if is_markup_tag(node) else node.content
         elif node.type == "html_block":
             yield html.unescape(node.content)  # as the renderer shows raw HTML
         elif node.type in ("td", "th"):
             yield "\t"
 
 
+def _inline_parts(tokens: Sequence[Token]) -> Iterator[str]:
+    for token in tokens:
+        if token.type == "text":
+            yield token.content
+        elif token.type == "code_inline":
+            yield html.unescape(token.content)  # as the renderer shows code
+        elif token.type in ("softbreak", "hardbreak"):
+            yield "\n"
+        elif token.type == "html_inline":
+            yield html_inline(token, RenderContext()) if is_markup_tag(token) else token.content
+        elif token.children:  # an image: its alt text
+            yield from _inline_parts(token.children)
+
+
 def is_plain(text: str, tree: Node | None = None) -> bool:
     """True when ``text`` has no markdown at all, so a text message shows it faithfully;
     ``tree`` is its parse, when the caller has it already."""
     tree = parse(text) if tree is None else tree
-    if any(node.type in _MARKUP_NODES for node in tree.walk()):
+    if any(kind in _MARKUP_NODES for kind in _types(tree)):
         return False
     return plain_text(tree).split() == text.split()
+
+
+def _types(tree: Node) -> Iterator[str]:
+    """The type of every node and inline token of ``tree`` (spans by their opening)."""
+    for node in tree.walk():
+        yield node.type
+        for token in node.inline_tokens:
+            yield token.type.removesuffix("_open")
 
 
 def summary(tree: Node, limit: int = 60) -> str:

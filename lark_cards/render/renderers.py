@@ -12,9 +12,11 @@ from __future__ import annotations
 import html
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from markdown_it.token import Token
 
 from lark_cards.render.parser import parse
 from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
@@ -46,29 +48,48 @@ class RenderContext:
         object.__setattr__(self, "images", MappingProxyType(keys))
 
 
-Render = Callable[[Node, RenderContext], str]
+Render = Callable[[Node, RenderContext], str]  # a block node → Feishu markdown
 
 # ----- inline ------------------------------------------------------------------------------
 
 
 def inline(node: Node, ctx: RenderContext) -> str:
-    """Render the children of an inline container, guarding the start of every line."""
-    out = []
+    """An ``inline`` node (a paragraph's, heading's or cell's content) as Feishu markdown."""
+    return inline_tokens(node.inline_tokens, ctx)
+
+
+def inline_tokens(tokens: Sequence[Token], ctx: RenderContext) -> str:
+    """Render markdown-it's flat inline tokens in one pass: a span's ``*_open`` starts a new
+    buffer, its ``*_close`` wraps it (``SPAN_RENDERERS``), leaves go through
+    ``INLINE_RENDERERS``. The start of every line is guarded, a span's start too."""
+    out: list[str] = []
+    spans: list[tuple[list[str], Token]] = []  # the enclosing buffers, and each span's opening
     at_line_start = True
-    for child in node.children:
-        if child.type == "text":  # most children: no dispatch
-            text = _text(child.content)
+    for token in tokens:
+        kind = token.type
+        if kind == "text":  # most tokens: no dispatch
+            text = _text(token.content)
             if at_line_start:
                 text = escape_line_start(text)
+        elif token.nesting == 1:
+            spans.append((out, token))
+            out, at_line_start = [], True
+            continue
+        elif token.nesting == -1:
+            if not spans:
+                continue
+            content = "".join(out)
+            out, opening = spans.pop()
+            text = SPAN_RENDERERS[kind](opening, content, ctx)
         else:
-            text = INLINE_RENDERERS[child.type](child, ctx)
+            text = INLINE_RENDERERS[kind](token, ctx)
         out.append(text)
         at_line_start = text == "\n"  # after a soft or hard break, and after a <br> tag too
     return "".join(out)
 
 
-def text(node: Node, ctx: RenderContext) -> str:
-    return _text(node.content)
+def text(token: Token, ctx: RenderContext) -> str:
+    return _text(token.content)
 
 
 def _text(content: str) -> str:
@@ -77,22 +98,24 @@ def _text(content: str) -> str:
     return escaped[:-1] + "&#33;" if escaped.endswith("!") else escaped
 
 
-def softbreak(node: Node, ctx: RenderContext) -> str:
+def softbreak(token: Token, ctx: RenderContext) -> str:
     return "\n"
 
 
-def code_inline(node: Node, ctx: RenderContext) -> str:
-    code = html.unescape(node.content)  # Errbot's jinja2 autoescape reaches code spans too
+def code_inline(token: Token, ctx: RenderContext) -> str:
+    code = html.unescape(token.content)  # Errbot's jinja2 autoescape reaches code spans too
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     fence = "`" * (longest + 1)
     padded = f" {code} " if longest or code.startswith(" ") else code
-    return _styled(node, f"{fence}{padded}{fence}")
+    return _styled(token, f"{fence}{padded}{fence}")
 
 
-def _wrapper(marker: str) -> Render:
-    def render(node: Node, ctx: RenderContext) -> str:
-        content = inline(node, ctx)
-        return _styled(node, f"{marker}{content}{marker}" if content.strip() else content)
+Span = Callable[[Token, str, RenderContext], str]
+
+
+def _wrapper(marker: str) -> Span:
+    def render(opening: Token, content: str, ctx: RenderContext) -> str:
+        return _styled(opening, f"{marker}{content}{marker}" if content.strip() else content)
 
     return render
 
@@ -100,18 +123,17 @@ def _wrapper(marker: str) -> Render:
 em, strong, s = _wrapper("*"), _wrapper("**"), _wrapper("~~")
 
 
-def link(node: Node, ctx: RenderContext) -> str:
-    label = inline(node, ctx)
-    url = safe_url(str(node.attrs.get("href", "")))
+def link(opening: Token, label: str, ctx: RenderContext) -> str:
+    url = safe_url(str(opening.attrs.get("href", "")))
     if url is None:
         return label
     # §5.6: link text cannot be coloured, so an attribute list on a link is dropped.
     return f"[{label or escape(url)}]({url})"
 
 
-def image(node: Node, ctx: RenderContext) -> str:
-    src = str(node.attrs.get("src", ""))
-    alt = escape(_plain(node))
+def image(token: Token, ctx: RenderContext) -> str:
+    src = str(token.attrs.get("src", ""))
+    alt = escape(plain_tokens(token.children or []))
     key = ctx.images.get(src)
     if key is not None:
         return f"![{alt}]({key})"
@@ -122,45 +144,45 @@ def image(node: Node, ctx: RenderContext) -> str:
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
-def is_markup_tag(node: Node) -> bool:
+def is_markup_tag(token: Token) -> bool:
     """A tag the renderer turns into Feishu markup (a line break), not text."""
-    return bool(_BR.fullmatch(node.content))
+    return bool(_BR.fullmatch(token.content))
 
 
-def html_inline(node: Node, ctx: RenderContext) -> str:
+def html_inline(token: Token, ctx: RenderContext) -> str:
     """``<br>`` is a line break; every other tag is shown as text — ``<at id=all>`` in a
     reply's text must never become a live mention (the backend adds real mentions itself)."""
-    if _BR.fullmatch(node.content):
+    if _BR.fullmatch(token.content):
         return "\n"
-    return escape(node.content)
+    return escape(token.content)
 
 
-def footnote_ref(node: Node, ctx: RenderContext) -> str:
-    return f"&#91;{_footnote_number(node)}&#93;"  # [1], numbered as Python-Markdown does
+def footnote_ref(token: Token, ctx: RenderContext) -> str:
+    return f"&#91;{_footnote_number(token)}&#93;"  # [1], numbered as Python-Markdown does
 
 
-def _footnote_number(node: Node) -> int:
+def _footnote_number(node: Node | Token) -> int:
     return int(node.meta.get("id", 0)) + 1
 
 
-INLINE_RENDERERS: Mapping[str, Render] = MappingProxyType(
+INLINE_RENDERERS: Mapping[str, Callable[[Token, RenderContext], str]] = MappingProxyType(
     {
         "text": text,
         "softbreak": softbreak,
         "hardbreak": softbreak,
         "code_inline": code_inline,
-        "em": em,
-        "strong": strong,
-        "s": s,
-        "link": link,
         "image": image,
         "html_inline": html_inline,
         "footnote_ref": footnote_ref,
     }
 )
+# Spans, by their closing token: the opening token (its attrs) and the rendered content.
+SPAN_RENDERERS: Mapping[str, Span] = MappingProxyType(
+    {"em_close": em, "strong_close": strong, "s_close": s, "link_close": link}
+)
 
 
-def _styled(node: Node, rendered: str) -> str:
+def _styled(node: Node | Token, rendered: str) -> str:
     """Apply an Errbot attribute list: colour → ``<font>``, background → ``<text_tag>``."""
     attrs = node.meta.get("attrs")
     if not attrs:  # nearly every span: no attribute list
@@ -175,12 +197,23 @@ def _styled(node: Node, rendered: str) -> str:
 
 
 def _plain(node: Node) -> str:
-    """The words of a node without markup (image alt text, table header names)."""
-    if node.type in ("text", "code_inline"):
-        return node.content
-    if node.type in ("softbreak", "hardbreak"):
-        return " "
+    """The words of a node without markup (table header names)."""
+    if node.type == "inline":
+        return plain_tokens(node.inline_tokens)
     return "".join(_plain(child) for child in node.children)
+
+
+def plain_tokens(tokens: Sequence[Token]) -> str:
+    """The words of inline tokens without markup (image alt text, header names)."""
+    words = []
+    for token in tokens:
+        if token.type in ("text", "code_inline"):
+            words.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            words.append(" ")
+        elif token.children:  # an image: its alt text
+            words.append(plain_tokens(token.children))
+    return "".join(words)
 
 
 # ----- blocks as markdown text ---------------------------------------------------------------
@@ -321,7 +354,7 @@ def _pieces(node: Node, ctx: RenderContext) -> list[Piece]:
         return [ComponentPiece({"tag": "hr"}), MarkdownPiece.of(footnote_block(node, ctx))]
     lone_image = _lone_image(node)
     if lone_image is not None and str(lone_image.attrs.get("src", "")) in ctx.images:
-        alt = _plain(lone_image)
+        alt = plain_tokens(lone_image.children or [])
         key = ctx.images[str(lone_image.attrs["src"])]
         alt_text = {"tag": "plain_text", "content": alt}
         return [ComponentPiece({"tag": "img", "img_key": key, "alt": alt_text})]
@@ -364,12 +397,13 @@ def _holds_table(node: Node) -> bool:
     return node.holds_table  # marked while the tree was built: no walk of every list
 
 
-def _lone_image(node: Node) -> Node | None:
+def _lone_image(node: Node) -> Token | None:
     if node.type != "paragraph":
         return None
-    children = [
-        c for c in node.children[0].children if not (c.type == "text" and not c.content.strip())
-    ]
+    tokens = node.children[0].inline_tokens
+    if not any(token.type == "image" for token in tokens):  # most paragraphs: no list
+        return None
+    children = [t for t in tokens if not (t.type == "text" and not t.content.strip())]
     return children[0] if len(children) == 1 and children[0].type == "image" else None
 
 
@@ -386,7 +420,16 @@ def image_urls(markdown: str | Node) -> list[str]:
     # a long reply a section at a time, as it is rendered
     for tree in (parse(part) if isinstance(part, str) else part for part in parts):
         for node in tree.walk():
-            src = str(node.attrs.get("src", "")) if node.type == "image" else ""
-            if src and safe_url(src) and src not in urls:
-                urls.append(src)
+            for image_token in _images(node.inline_tokens):
+                src = str(image_token.attrs.get("src", ""))
+                if src and safe_url(src) and src not in urls:
+                    urls.append(src)
     return urls
+
+
+def _images(tokens: Sequence[Token]) -> Iterator[Token]:
+    """The image tokens among ``tokens``, and in their alt text (``![![a](x)](y)``)."""
+    for token in tokens:
+        if token.type == "image":
+            yield token
+            yield from _images(token.children or [])

@@ -6,7 +6,10 @@ nested token list and creating a node object per token through ``__init__`` chai
 what the renderers read — ``type`` (``paragraph`` for ``paragraph_open`` … ``_close``, the
 token type for leaves, ``root`` at the top), ``children`` and, from the opening or leaf token,
 ``content``, ``attrs``, ``info``, ``tag``, ``meta``, ``hidden`` and ``markup`` — with the same
-names and meanings, so the renderers did not change.
+names and meanings. The tree stops at ``inline`` nodes: what is inside a paragraph, heading or
+table cell stays markdown-it's flat token list (``Node.inline_tokens``), which the renderers
+read in one pass (``renderers.inline``) — a node per span and text run cost more than the
+rendering of them.
 """
 
 from __future__ import annotations
@@ -30,8 +33,15 @@ class Node:
         self.children: list[Node] = []
         self.holds_table = False  # a table somewhere below (set while the tree is built)
 
+    @property
+    def inline_tokens(self) -> list[Token]:
+        """An ``inline`` node's tokens (text, spans as ``*_open`` … ``*_close``, images with
+        their alt text as children); [] for any other node."""
+        return self.token.children or [] if self.type == "inline" else []
+
     def walk(self) -> Iterator[Node]:
-        """This node, then every node below it, depth first, in document order."""
+        """This node, then every node below it, depth first, in document order (down to
+        ``inline`` nodes: their content is ``inline_tokens``)."""
         stack = [self]
         while stack:
             node = stack.pop()
@@ -71,7 +81,7 @@ class Node:
 
 
 def build_tree(tokens: Sequence[Token]) -> Node:
-    """The tree of a token stream (``MarkdownIt.parse``), inline children included."""
+    """The tree of a token stream (``MarkdownIt.parse``), down to its ``inline`` tokens."""
     root = Node("root", Token("root", "", 0))  # a blank token: the properties need no check
     _add(root, tokens)
     return root
@@ -92,7 +102,4 @@ def _add(parent: Node, tokens: Sequence[Token]) -> None:
             if len(stack) > 1:
                 stack.pop()
         else:
-            node = Node(token.type, token)
-            stack[-1].children.append(node)
-            if token.children:
-                _add(node, token.children)
+            stack[-1].children.append(Node(token.type, token))
