@@ -10,6 +10,7 @@ break a budget. The template's own bytes and components are reserved up front.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
@@ -42,6 +43,22 @@ class _Card:
     size: int = 0
     tables: int = 0
     components: int = 0
+    # Prose merged into ``pieces[-1]`` and not yet joined: its texts (with the joints between
+    # them), tables and size. A run of paragraphs is joined once, when it ends, instead of
+    # one new piece per paragraph (``!help`` and CJK replies are hundreds of them).
+    prose: list[str] | None = None
+    prose_tables: int = 0
+    prose_size: int = 0
+
+    def settle(self) -> None:
+        """Make the prose run merged so far the last piece: one join, measures kept."""
+        if self.prose is not None and len(self.prose) > 1:
+            first = self.pieces[-1]
+            assert isinstance(first, MarkdownPiece)  # a run starts only on prose
+            merged = MarkdownPiece("".join(self.prose), self.prose_tables, first.joint)
+            merged.__dict__["_measures"] = (self.prose_size, 1)
+            self.pieces[-1] = merged
+        self.prose = None
 
 
 def pack(
@@ -58,6 +75,7 @@ def pack(
     for piece in pieces:
         for part in _fitting(piece, available, budget.max_tables):
             _place(cards, part, available, max_components, budget.max_tables)
+    cards[-1].settle()
     return [card.pieces for card in cards]
 
 
@@ -84,6 +102,20 @@ def _place(
     cards: list[_Card], piece: Piece, available: int, max_components: int, max_tables: int
 ) -> None:
     card = cards[-1]
+    if card.prose is not None and isinstance(piece, MarkdownPiece):
+        added = _JOINTS.get(piece.joint) or _text_size(piece.joint)
+        added += _text_size(piece.content)  # appended to the run's text: its bytes, escaped
+        if (
+            card.size + added <= available
+            and card.tables + piece.tables <= max_tables
+            and card.prose_tables + piece.tables <= MAX_TABLES_PER_MARKDOWN
+        ):
+            card.prose += (piece.joint, piece.content)
+            card.prose_tables += piece.tables
+            card.prose_size += added
+            card.size, card.tables = card.size + added, card.tables + piece.tables
+            return
+    card.settle()
     last = card.pieces[-1] if card.pieces else None
     if isinstance(last, MarkdownPiece) and isinstance(piece, MarkdownPiece):
         merged, size_of_merged = _merged(last, piece)
@@ -109,6 +141,26 @@ def _place(
     card.size += size
     card.tables += piece.tables
     card.components += components
+    if isinstance(piece, MarkdownPiece) and _appendable(piece):
+        card.prose, card.prose_tables, card.prose_size = [piece.content], piece.tables, size
+
+
+def _appendable(piece: MarkdownPiece) -> bool:
+    """Whether text appended to ``piece`` adds just its own escaped bytes to the element: its
+    content is the element's as it is (``_standalone`` rewrites a leading list indentation,
+    found on the first line with text — which must then be in ``piece`` itself)."""
+    return (
+        piece.element()["content"] is piece.content and _HAS_TEXT.search(piece.content) is not None
+    )
+
+
+_HAS_TEXT = re.compile(r"[^ \t>\r\n]")  # what _standalone's first text line needs
+
+
+def _text_size(text: str) -> int:
+    """The bytes ``text`` adds inside a JSON string on the wire (``wire_size`` less the
+    quotes': the measure is additive)."""
+    return wire_size(text) - _EMPTY_STRING
 
 
 def _size(piece: Piece) -> int:
@@ -155,4 +207,5 @@ def _merged(last: MarkdownPiece, piece: MarkdownPiece) -> tuple[MarkdownPiece, i
 
 
 _EMPTY_STRING = wire_size("")  # the two quotes, escaped
+_JOINTS = {joint: _text_size(joint) for joint in ("\n\n", "\n", "\n>\n")}  # the usual ones
 _MARKDOWN_ELEMENT = wire_size({"tag": "markdown", "content": ""}) - _EMPTY_STRING
