@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_render_properties import MARKDOWN
 
 from lark_cards.render import RenderOptions, render_markdown
-from lark_cards.render.budget import _measures
+from lark_cards.render.budget import _measures, _one_card, _placed
 from lark_cards.render.builtin import reply_card
 from lark_cards.render.lines import chunk_lines, wire_size
 from lark_cards.render.pieces import CodePiece, MarkdownPiece, TablePiece
@@ -66,6 +66,41 @@ def test_piece_measures_are_the_validators(markdown: str, rows: list[list[str]],
         element = piece.element()
         card = {"body": {"elements": [element]}}
         assert _measures(piece) == (encoded_size(element) + 1, count_components(card))
+
+
+def elements(cards: list[list[Any]]) -> list[list[dict[str, Any]]]:
+    return [[piece.element() for piece in card] for card in cards]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(MARKDOWN, TEXT.map("".join), TEXT.map("".join).map(lambda c: f"```\n{c}\n```")),
+        max_size=8,
+    ),
+    st.integers(40, 2048),
+    st.integers(1, 12),
+    st.integers(1, 6),
+)
+def test_one_card_by_bounds_is_the_card_placing_one_by_one_makes(
+    texts: list[str], available: int, max_components: int, max_tables: int
+) -> None:
+    """``pack`` skips measuring when bounds show a reply fits one card; what it then makes
+    must be what measuring and placing every piece makes, and fit."""
+    pieces = [piece for text in texts for piece in render_pieces(text, RenderContext())]
+    quick = _one_card(pieces, available, max_components, max_tables)
+    if quick is None:
+        return
+    assert elements([quick]) == elements(_placed(pieces, available, max_components, max_tables))
+    assert sum(encoded_size(element) + 1 for element in elements([quick])[0]) <= available
+
+
+def test_one_card_by_bounds_is_taken_for_a_short_reply_and_not_for_a_long_one() -> None:
+    short = render_pieces("# a\n\nb **c**\n\n| x |\n|---|\n| 1 |\n\nd", RenderContext())
+    assert _one_card(short, 28_000, 200, 5) is not None
+    long = render_pieces("word " * 1000, RenderContext())
+    assert _one_card(long, 4_000, 200, 5) is None
+    assert _one_card(short, 28_000, 2, 5) is None  # more components than a card may hold
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

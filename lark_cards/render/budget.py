@@ -43,19 +43,17 @@ class _Card:
     size: int = 0
     tables: int = 0
     components: int = 0
-    # Prose merged into ``pieces[-1]`` and not yet joined: its texts (with the joints between
-    # them), tables and size. A run of paragraphs is joined once, when it ends, instead of
-    # one new piece per paragraph (``!help`` and CJK replies are hundreds of them).
-    prose: list[str] | None = None
+    # Prose merged into ``pieces[-1]`` and not yet joined: its pieces, tables and size. A run
+    # of paragraphs is joined once, when it ends, instead of one new piece per paragraph
+    # (``!help`` and CJK replies are hundreds of them).
+    prose: list[MarkdownPiece] | None = None
     prose_tables: int = 0
     prose_size: int = 0
 
     def settle(self) -> None:
         """Make the prose run merged so far the last piece: one join, measures kept."""
         if self.prose is not None and len(self.prose) > 1:
-            first = self.pieces[-1]
-            assert isinstance(first, MarkdownPiece)  # a run starts only on prose
-            merged = MarkdownPiece("".join(self.prose), self.prose_tables, first.joint)
+            merged = _joined(self.prose, self.prose_tables)
             merged.__dict__["_measures"] = (self.prose_size, 1)
             self.pieces[-1] = merged
         self.prose = None
@@ -71,12 +69,74 @@ def pack(
     """Group ``pieces`` into cards, each within ``budget`` (pieces too big are split)."""
     available = max(1024, budget.max_bytes - budget.margin - reserved_bytes)
     max_components = max(1, budget.max_components - reserved_components)
+    one_card = _one_card(pieces, available, max_components, budget.max_tables)
+    if one_card is not None:
+        return [one_card]
+    return _placed(pieces, available, max_components, budget.max_tables)
+
+
+def _placed(
+    pieces: list[Piece], available: int, max_components: int, max_tables: int
+) -> list[list[Piece]]:
+    """The cards of ``pieces`` placed one by one, each measured, split when too big."""
     cards = [_Card([])]
     for piece in pieces:
-        for part in _fitting(piece, available, budget.max_tables):
-            _place(cards, part, available, max_components, budget.max_tables)
+        for part in _fitting(piece, available, max_tables):
+            _place(cards, part, available, max_components, max_tables)
     cards[-1].settle()
     return [card.pieces for card in cards]
+
+
+def _one_card(
+    pieces: list[Piece], available: int, max_components: int, max_tables: int
+) -> list[Piece] | None:
+    """``pieces`` as the one card ``pack`` would make, when bounds alone show that they all
+    fit (most replies): nothing is split, every run of prose is merged — and no prose or code
+    is measured. On the wire a character takes at most 7 bytes (a control character,
+    ``\\u001b`` escaped again), so ``_MARKDOWN_ELEMENT`` + 7 × its characters + 5 (the
+    quotes, the comma) bounds a markdown element; tables and components are measured. None
+    when the bounds cannot tell: ``pack`` then places the pieces one by one."""
+    card: list[Piece] = []
+    run: list[MarkdownPiece] = []  # consecutive prose, joined when the run ends
+    bound = components = tables = run_tables = 0
+    for piece in [*pieces, None]:
+        if type(piece) is MarkdownPiece:
+            if run:
+                bound += 7 * (len(piece.joint) + len(piece.content))
+                run_tables += piece.tables
+            else:
+                bound += _MARKDOWN_ELEMENT + 7 * len(piece.content) + 5
+                components, run_tables = components + 1, piece.tables
+            run.append(piece)
+            if run_tables > MAX_TABLES_PER_MARKDOWN:
+                return None
+        else:
+            if run:
+                card.append(_joined(run, run_tables))
+                run = []
+            if piece is None:
+                break
+            if type(piece) is CodePiece:
+                bound += _MARKDOWN_ELEMENT + 7 * len(piece.element()["content"]) + 5
+                components += 1
+            else:
+                size, count = _measures(piece)
+                bound, components = bound + size, components + count
+            card.append(piece)
+        tables += piece.tables
+        if bound > available or components > max_components or tables > max_tables:
+            return None
+    return card
+
+
+def _joined(run: list[MarkdownPiece], tables: int) -> MarkdownPiece:
+    """A run of prose pieces as one (what merging them one by one gives)."""
+    if len(run) == 1:
+        return run[0]
+    texts = [run[0].content]
+    for piece in run[1:]:
+        texts += (piece.joint, piece.content)
+    return MarkdownPiece("".join(texts), tables, run[0].joint)
 
 
 def _fitting(piece: Piece, available: int, max_tables: int) -> list[Piece]:
@@ -110,7 +170,7 @@ def _place(
             and card.tables + piece.tables <= max_tables
             and card.prose_tables + piece.tables <= MAX_TABLES_PER_MARKDOWN
         ):
-            card.prose += (piece.joint, piece.content)
+            card.prose.append(piece)
             card.prose_tables += piece.tables
             card.prose_size += added
             card.size, card.tables = card.size + added, card.tables + piece.tables
@@ -142,7 +202,7 @@ def _place(
     card.tables += piece.tables
     card.components += components
     if isinstance(piece, MarkdownPiece) and _appendable(piece):
-        card.prose, card.prose_tables, card.prose_size = [piece.content], piece.tables, size
+        card.prose, card.prose_tables, card.prose_size = [piece], piece.tables, size
 
 
 def _appendable(piece: MarkdownPiece) -> bool:
