@@ -62,6 +62,8 @@ def inline_tokens(tokens: Sequence[Token], ctx: RenderContext) -> str:
     """Render markdown-it's flat inline tokens in one pass: a span's ``*_open`` starts a new
     buffer, its ``*_close`` wraps it (``SPAN_RENDERERS``), leaves go through
     ``INLINE_RENDERERS``. The start of every line is guarded, a span's start too."""
+    if len(tokens) == 1 and tokens[0].type == "text":  # a plain cell or paragraph
+        return escape_line_start(_text(tokens[0].content))
     out: list[str] = []
     spans: list[tuple[list[str], Token]] = []  # the enclosing buffers, and each span's opening
     at_line_start = True
@@ -95,7 +97,7 @@ def text(token: Token, ctx: RenderContext) -> str:
 def _text(content: str) -> str:
     escaped = escape(content)
     # "!" right before a link would turn it into an image (``![x](url)``, 200570 for a URL).
-    return escaped[:-1] + "&#33;" if escaped.endswith("!") else escaped
+    return escaped[:-1] + "&#33;" if escaped[-1:] == "!" else escaped
 
 
 def softbreak(token: Token, ctx: RenderContext) -> str:
@@ -343,6 +345,8 @@ def render_pieces(markdown: str | Node, ctx: RenderContext | None = None) -> lis
 
 
 def _pieces(node: Node, ctx: RenderContext) -> list[Piece]:
+    if node.type == "paragraph" and not ctx.images:  # most blocks: no image can be lifted out
+        return [MarkdownPiece.of(paragraph(node, ctx))]
     if node.type in ("fence", "code_block"):
         return [CodePiece(code_language(node.info), html.unescape(node.content))]
     if node.type == "table":
@@ -400,9 +404,9 @@ def _holds_table(node: Node) -> bool:
 def _lone_image(node: Node) -> Token | None:
     if node.type != "paragraph":
         return None
-    tokens = node.children[0].inline_tokens
-    if not any(token.type == "image" for token in tokens):  # most paragraphs: no list
+    if "![" not in node.children[0].content:  # an image's source starts so: most paragraphs
         return None
+    tokens = node.children[0].inline_tokens
     children = [t for t in tokens if not (t.type == "text" and not t.content.strip())]
     return children[0] if len(children) == 1 and children[0].type == "image" else None
 

@@ -14,6 +14,9 @@ import re
 # always escaped (``&`` too, so text such as "&copy;" stays literal); ``(`` ``)`` ``!`` are
 # harmless once ``[`` is escaped, and ``:`` only forms an emoji as ``:WORD:``.
 _SYNTAX = re.compile(r"""[\\`*_~\[\]<>|&]|:(?=[A-Za-z0-9_]+:)""")
+# The same without the colon's branch: a pattern that is one character class is scanned for in
+# C, twice as fast as the alternation (most text holds no ":" to look past).
+_SYNTAX_CHARACTERS = re.compile(r"""[\\`*_~\[\]<>|&]""")
 # Syntax that only counts at the start of a line: list markers, ATX headings, setext
 # underlines and ordered-list numbers. The group is the one character to escape.
 _LINE_START = re.compile(
@@ -23,7 +26,7 @@ _LINE_START = re.compile(
 
 def escape(text: str) -> str:
     """The renderer's escaping: syntax characters → ``&#NN;`` (numeric entities)."""
-    return _SYNTAX.sub(_entity, text)
+    return (_SYNTAX if ":" in text else _SYNTAX_CHARACTERS).sub(_entity, text)
 
 
 def _entity(match: re.Match[str]) -> str:
