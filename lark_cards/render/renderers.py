@@ -341,21 +341,28 @@ def render_pieces(markdown: str | Node, ctx: RenderContext | None = None) -> lis
     """Errbot markdown (or its parsed tree) → the pieces a card is packed from, in order."""
     tree = parse(markdown) if isinstance(markdown, str) else markdown
     ctx = ctx or RenderContext()
-    return [piece for node in tree.children for piece in _pieces(node, ctx)]
+    pieces: list[Piece] = []
+    for node in tree.children:
+        if node.type in _PROSE and (node.type == "heading" or not ctx.images):
+            pieces.append(MarkdownPiece.of(BLOCK_RENDERERS[node.type](node, ctx)))  # most blocks
+        else:
+            pieces += _pieces(node, ctx)
+    return pieces
+
+
+_PROSE = frozenset({"paragraph", "heading"})  # a paragraph may be a lone image (``_pieces``)
 
 
 def _pieces(node: Node, ctx: RenderContext) -> list[Piece]:
-    if node.type == "paragraph" and not ctx.images:  # most blocks: no image can be lifted out
-        return [MarkdownPiece.of(paragraph(node, ctx))]
     if node.type in ("fence", "code_block"):
         return [CodePiece(code_language(node.info), html.unescape(node.content))]
     if node.type == "table":
         columns, rows = table_cells(node, ctx)
         return [TablePiece(tuple(columns), tuple(tuple(r) for r in rows), ctx.table_page_size)]
     if node.type == "hr":
-        return [ComponentPiece({"tag": "hr"})]
+        return [_RULE]
     if node.type == "footnote_block":  # set off from the text by a rule, as on a page
-        return [ComponentPiece({"tag": "hr"}), MarkdownPiece.of(footnote_block(node, ctx))]
+        return [_RULE, MarkdownPiece.of(footnote_block(node, ctx))]
     lone_image = _lone_image(node)
     if lone_image is not None and str(lone_image.attrs.get("src", "")) in ctx.images:
         alt = plain_tokens(lone_image.children or [])
@@ -376,6 +383,7 @@ def _pieces(node: Node, ctx: RenderContext) -> list[Piece]:
 
 
 _NO_BYTE_LIMIT = sys.maxsize
+_RULE = ComponentPiece({"tag": "hr"})  # one piece: immutable, measured once (``budget``)
 
 
 def _children_pieces(node: Node, ctx: RenderContext) -> list[MarkdownPiece]:

@@ -89,17 +89,19 @@ def build_tree(tokens: Sequence[Token]) -> Node:
 
 def _add(parent: Node, tokens: Sequence[Token]) -> None:
     stack = [parent]
+    siblings = parent.children  # the children of stack[-1], where the next node goes
     for token in tokens:
         nesting = token.nesting
-        if nesting == 1:
+        if nesting == 0:  # leaves, inline nodes among them: most tokens
+            siblings.append(Node(token.type, token))
+        elif nesting == 1:
             node = Node(token.type.removesuffix("_open"), token)
-            stack[-1].children.append(node)
+            siblings.append(node)
             if node.type == "table":  # the renderer lifts tables out of lists and quotes
                 for ancestor in stack:
                     ancestor.holds_table = True
             stack.append(node)
-        elif nesting == -1:
-            if len(stack) > 1:
-                stack.pop()
-        else:
-            stack[-1].children.append(Node(token.type, token))
+            siblings = node.children
+        elif len(stack) > 1:
+            stack.pop()
+            siblings = stack[-1].children
