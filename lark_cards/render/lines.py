@@ -20,7 +20,7 @@ def _compact_encoder() -> Callable[[Any], str]:
     """``json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode``, with the C
     encoder made once instead of per call (``iterencode`` builds one each time: 40 % of
     encoding a small card). No circular check: cards are trees."""
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed: a C accelerator
     if make is None:  # the pure-Python json module: its own encoder, as it is
         return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     default = json.JSONEncoder().default
