@@ -240,15 +240,17 @@ def _measures(piece: Piece) -> tuple[int, int]:
     if kept is not None and "_measures" in kept:
         measures: tuple[int, int] = kept["_measures"]
         return measures
-    element = piece.element()
-    content = element.get("content")
-    if len(element) == 2 and element.get("tag") == "markdown" and type(content) is str:
-        # prose and code, most pieces: the content's size plus the rest's, one component
-        measures = (_MARKDOWN_ELEMENT + wire_size(content) + 1, 1)
-    elif isinstance(piece, TablePiece):  # no tagged object inside: columns, rows, styles
-        measures = (wire_size(element) + 1, 1)
+    if isinstance(piece, TablePiece):  # no tagged object inside: columns, rows, styles
+        measures = (piece.measured() + 1, 1)
     else:
-        measures = (wire_size(element) + 1, count_components({"body": {"elements": [element]}}))
+        element = piece.element()
+        content = element.get("content")
+        if len(element) == 2 and element.get("tag") == "markdown" and type(content) is str:
+            # prose and code, most pieces: the content's size plus the rest's, one component
+            measures = (_MARKDOWN_ELEMENT + wire_size(content) + 1, 1)
+        else:
+            components = count_components({"body": {"elements": [element]}})
+            measures = (wire_size(element) + 1, components)
     if kept is not None:
         kept["_measures"] = measures
     return measures

@@ -139,6 +139,17 @@ class TablePiece:
     tables: int = 1
 
     def element(self) -> dict[str, Any]:
+        spare = self.__dict__.pop("_spare", None)  # built to be measured, held by nobody
+        return spare if spare is not None else self._element()
+
+    def measured(self) -> int:
+        """``wire_size(self.element())``; that element is kept for the next ``element()``
+        call (the card's), so a table is built once to be measured and sent."""
+        element = self._element()
+        self.__dict__["_spare"] = element
+        return wire_size(element)
+
+    def _element(self) -> dict[str, Any]:
         columns = []
         for index, (name, align) in enumerate(self.columns):
             column = {
@@ -313,6 +324,7 @@ def _blank(line: str) -> bool:
 # A list item's continuation lines are indented four spaces (``renderers._list_item``), quote
 # lines start with "> "; a line's container prefix is a run of those tokens.
 _CONTAINER_TOKEN = re.compile(r"    |> ")
+_CONTAINER_START = frozenset(" \t>\r\n")  # a first character that leaves a prefix possible
 _FIRST_TEXT_LINE = re.compile(r"^[ \t>]*[^ \t>\r\n].*", re.MULTILINE)
 
 
@@ -333,6 +345,8 @@ def _standalone(content: str) -> str:
     markers; the lines after it lose the same for as long as they stay inside those containers
     (a line outside one, such as the next list item, means no later line is inside it).
     """
+    if content[:1] not in _CONTAINER_START:
+        return content  # text from the first character on: no container prefix (most pieces)
     first = _FIRST_TEXT_LINE.search(content)
     prefix = _tokens(first.group()) if first else []
     if "    " not in prefix:

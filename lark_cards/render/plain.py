@@ -122,7 +122,7 @@ class Preview:
         blocks = tree.children
         prose = (node for node in blocks if node.type not in _NOT_PROSE)
         self._prose = next((line for node in prose if (line := _first_line(node))), "")
-        if self._first is None and blocks:
+        if self._first is None and blocks and not self._prose:  # else never read
             first = blocks[0]
             self._first = _first_row(first) if first.type == "table" else _first_line(first)
 
