@@ -11,6 +11,7 @@ from render_checks import check_cards, words
 from lark_cards.render import Budget, RenderOptions, render_markdown
 from lark_cards.render.cardspec import CardLimits
 from lark_cards.render.pieces import wire_size
+from lark_cards.render.syntax import LINE_BREAKING
 from lark_cards.render.validate import count_components, count_tables, validate_card
 
 WORD = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12)
@@ -21,6 +22,7 @@ SYNTAX = [
     "[x](https://e.com/p?q=1)", "![i](https://e.com/i.png)", "{:color='red'}",
     "{:color='yellow' bgcolor='cyan'}", "<br/>", "&lt;", "&amp;", "&#39;", "<b>", "\\",
     "[", "]", "(", ")", "<", ">", "|", "#", ":OK:", "&", "中文", "😀", "\t",
+    "&#13;", "&#8232;", "  | c |\n  |---|\n  | 3 |\n",
 ]
 # fmt: on
 FRAGMENTS = st.one_of(WORD, WORD.map(lambda w: w + " "), st.sampled_from(SYNTAX))
@@ -37,6 +39,19 @@ def test_markdown_from_errbot_like_fragments(markdown):
 @given(st.text(max_size=400))
 def test_any_text_at_all(markdown):
     check_cards(markdown, render_markdown(markdown))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MARKDOWN)
+@example("- | a |\n  |---|\n  | 1 &#13; |\n\n  | b |\n  |---|\n  | 2 |\n")  # lost to recursion once
+def test_rendered_prose_has_no_line_break_but_newlines(markdown):
+    """A CR, LS or PS (an entity in a reply decodes to one) left raw in prose would be a line
+    break to the table scanner and the splitter, and not to the renderer."""
+    for card in render_markdown(markdown, options=RenderOptions(budget=SMALL)):
+        for element in card["body"]["elements"]:
+            content = element.get("content", "")
+            if element["tag"] == "markdown" and "```" not in content:
+                assert not set(content) & set(LINE_BREAKING), content
 
 
 SMALL = Budget(max_bytes=3 * 1024, margin=256, max_components=6, max_tables=1)

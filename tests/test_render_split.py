@@ -235,6 +235,13 @@ def list_item_with_tables(count: int, rows: int) -> str:
     return f"- first item\n- one item holding {count} tables\n\n{body}\n- last item"
 
 
+def tables_alone_in_a_list_item(count: int, rows: int) -> str:
+    """An item holding only tables: no paragraph makes the list loose, so the renderer joins
+    the item's blocks with "\n" — but must keep a blank line between tables."""
+    body = "\n\n".join(nested_table(k, rows, "  ") for k in range(count))
+    return f"- first item\n- {body[2:]}\n- last item"
+
+
 def quote_with_tables(count: int, rows: int) -> str:
     body = "\n\n".join(f"Table {k} follows:\n\n{nested_table(k, rows)}" for k in range(count))
     return "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
@@ -304,6 +311,7 @@ def in_item(markdown: str) -> str:
 
 NESTINGS = {
     "list item": list_item_with_tables,
+    "tables alone in a list item": tables_alone_in_a_list_item,
     "quote": quote_with_tables,
     "list item in a quote": lambda count, rows: quoted(list_item_with_tables(count, rows)),
     "quote in a list item": lambda count, rows: in_item(quote_with_tables(count, rows)),
@@ -324,6 +332,25 @@ def test_nested_tables_of_any_number_and_size_respect_every_limit(
 ):
     budget = Budget(max_bytes=max_bytes, margin=1024, max_tables=max_tables)
     check_nested_tables(NESTINGS[nesting](tables, rows), budget, tables, rows)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_tables_alone_in_a_list_item_stay_apart(rows):
+    """Two tables in a tight list item used to be rendered on consecutive lines: the second
+    table's header became a row of the first, and splitting between them recursed forever
+    (RecursionError: the reply was lost)."""
+    markdown = tables_alone_in_a_list_item(2, rows)
+    text = markdown_text(markdown)
+    assert gfm_tables(text) == 2
+    check_nested_tables(markdown, Budget(max_tables=1), 2, rows)
+
+
+def test_a_part_that_cannot_shrink_is_not_split_again():
+    """Overlapping tables (a row that is the next table's header) cannot be cut apart; the
+    split must still end."""
+    overlapping = "- | a |\n    |---|\n    | 1 |\n    | b |\n    |---|\n    | 2 |"
+    parts = MarkdownPiece.of(overlapping).split(10**6, max_tables=1)
+    assert 1 <= len(parts) <= 3
 
 
 def test_split_puts_at_most_four_tables_in_a_part_whatever_the_bytes():

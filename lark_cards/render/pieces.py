@@ -94,8 +94,10 @@ class MarkdownPiece:
         chunks = _markdown_chunks(self.content, budget - _overhead(self.element()), max_tables)
         for index, (joint, chunk) in enumerate(chunks):
             part = MarkdownPiece.of(chunk, self.joint if index == 0 else joint)
-            if part.tables > max_tables and len(chunks) > 1:
-                # Cut inside a fence, code became prose that holds tables: split again.
+            if part.tables > max_tables and len(chunks) > 1 and len(chunk) < len(self.content):
+                # Cut inside a fence, code became prose that holds tables: split again — only
+                # what is smaller (a part that repeats its table's header rows may not be), so
+                # the splitting ends; a part left with too many tables goes as it is.
                 parts += part.split(budget, max_tables)
             else:
                 parts.append(part)

@@ -22,6 +22,7 @@ from lark_cards.render.parser import parse
 from lark_cards.render.pieces import CodePiece, ComponentPiece, MarkdownPiece, Piece, TablePiece
 from lark_cards.render.sections import split_sections
 from lark_cards.render.syntax import (
+    LINE_BREAKING,
     code_language,
     escape,
     escape_line_start,
@@ -106,12 +107,15 @@ def softbreak(token: Token, ctx: RenderContext) -> str:
 
 def code_inline(token: Token, ctx: RenderContext) -> str:
     code = html.unescape(token.content)  # Errbot's jinja2 autoescape reaches code spans too
+    if _LINE_BREAKING.search(code):  # a code span is one line (CommonMark 6.1: ends → spaces)
+        code = _LINE_BREAKING.sub(" ", code)
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     fence = "`" * (longest + 1)
     padded = f" {code} " if longest or code.startswith(" ") else code
     return _styled(token, f"{fence}{padded}{fence}")
 
 
+_LINE_BREAKING = re.compile(f"[{LINE_BREAKING}]")
 Span = Callable[[Token, str, RenderContext], str]
 
 
@@ -331,7 +335,16 @@ BLOCK_RENDERERS: Mapping[str, Render] = MappingProxyType(
 
 
 def blocks(nodes: list[Node], ctx: RenderContext, separator: str = "\n\n") -> str:
-    return separator.join(BLOCK_RENDERERS[node.type](node, ctx) for node in nodes)
+    """Blocks as markdown text, ``separator`` between them — but a blank line on either side
+    of a table: in a tight list item ("\n") two tables, or a table and the next block, would
+    run together (the next table's header read as a row of the one before)."""
+    rendered = [BLOCK_RENDERERS[node.type](node, ctx) for node in nodes]
+    if separator == "\n\n" or len(nodes) < 2 or not any(n.type == "table" for n in nodes):
+        return separator.join(rendered)
+    out = [rendered[0]]
+    for before, node, text in zip(nodes, nodes[1:], rendered[1:], strict=False):
+        out += ("\n\n" if "table" in (before.type, node.type) else separator, text)
+    return "".join(out)
 
 
 # ----- the top level: pieces ------------------------------------------------------------------

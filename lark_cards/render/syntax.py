@@ -13,10 +13,14 @@ import re
 # entities (``*`` → ``&#42;``). Only characters that can start syntax anywhere in a line are
 # always escaped (``&`` too, so text such as "&copy;" stays literal); ``(`` ``)`` ``!`` are
 # harmless once ``[`` is escaped, and ``:`` only forms an emoji as ``:WORD:``.
-_SYNTAX = re.compile(r"""[\\`*_~\[\]<>|&]|:(?=[A-Za-z0-9_]+:)""")
+# Characters other than "\n" that end a line for ``str.splitlines`` (CR, VT, FF, FS, GS, RS,
+# NEL, LS, PS): never left raw in rendered text (an entity ``&#13;`` in a reply decodes to a
+# CR), or the lines the table scanner and the splitter read would not be the renderer's.
+LINE_BREAKING = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_SYNTAX = re.compile(rf"""[\\`*_~\[\]<>|&{LINE_BREAKING}]|:(?=[A-Za-z0-9_]+:)""")
 # The same without the colon's branch: a pattern that is one character class is scanned for in
 # C, twice as fast as the alternation (most text holds no ":" to look past).
-_SYNTAX_CHARACTERS = re.compile(r"""[\\`*_~\[\]<>|&]""")
+_SYNTAX_CHARACTERS = re.compile(rf"""[\\`*_~\[\]<>|&{LINE_BREAKING}]""")
 # Syntax that only counts at the start of a line: list markers, ATX headings, setext
 # underlines and ordered-list numbers. The group is the one character to escape.
 _LINE_START = re.compile(
