@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lark_cards.render import RenderOptions, render_markdown, render_reply
+from lark_cards.render import RenderOptions, parse_reply, render_markdown, render_reply
 from lark_cards.render.refusals import errbot_refusal
 from lark_cards.render.validate import validate_card
 from lark_cards.settings import ConfigError, Settings
@@ -149,6 +149,34 @@ def test_footnotes_become_numbered_notes_after_a_rule() -> None:
         "<font color='grey'>&#91;1&#93;</font> took 3 min\n"
         "<font color='grey'>&#91;2&#93;</font> kept **7** days"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("a[^1]\n\n[^1]:\n", ""),  # an empty note: its anchor alone (KeyError once)
+        ("a[^1]\n\n[^1]: - first\n    - second\n", "- first\n- second"),  # ends in a list
+    ],
+)
+def test_notes_without_a_closing_paragraph_still_render(text: str, note: str) -> None:
+    [card] = render_markdown(text)
+    assert card["body"]["elements"][2]["content"] == f"<font color='grey'>&#91;1&#93;</font> {note}"
+
+
+def test_an_attribute_list_written_with_an_entity_brace_is_text() -> None:
+    """``&#123;`` is a brace the plugin escaped: Python-Markdown keeps it as text, whatever
+    else the reply holds (once it depended on a literal "{" anywhere in the reply)."""
+    for text in ("red &#123;: color='red'}", "red &#123;: color='red'}\n\n{x}"):
+        [card] = render_markdown(text)
+        assert card["body"]["elements"][0]["content"].startswith("red {: color='red'}")
+
+
+def test_a_tree_handed_on_is_parsed_from_valid_text() -> None:
+    """``render_reply(tree=parse_reply(text))``: the tree holds no lone surrogate either (a
+    reply made without measuring its prose would carry it to the send and fail there)."""
+    text = "disk \udcff full"
+    [sent] = render_reply(text, tree=parse_reply(text))
+    assert sent.content["body"]["elements"][0]["content"] == "disk \ufffd full"
 
 
 def test_entities_in_raw_html_blocks_are_decoded_like_everywhere_else() -> None:

@@ -95,6 +95,30 @@ def test_one_card_by_bounds_is_the_card_placing_one_by_one_makes(
     assert sum(encoded_size(element) + 1 for element in elements([quick])[0]) <= available
 
 
+LINES = st.lists(
+    st.sampled_from(["a", "    w", "    \r    a", "> q", "    > - x", "", "   ", "\t", "中"]),
+    min_size=1,
+    max_size=4,
+).map("\n".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(LINES, st.sampled_from(["\n\n", "\n", "\n>\n", ""])), max_size=12),
+    st.integers(64, 600),
+)
+def test_kept_measures_are_the_measures_of_the_pieces_sent(
+    texts: list[tuple[str, str]], available: int
+) -> None:
+    """Prose merged by arithmetic keeps its size on the piece; it must be what measuring the
+    piece gives — also when a leading list indentation (``_standalone``) is in play."""
+    pieces: list[Any] = [MarkdownPiece(text, 0, joint) for text, joint in texts]
+    for card in _placed(pieces, available, 200, 5):
+        for piece in card:
+            fresh = MarkdownPiece(piece.content, piece.tables, piece.joint)
+            assert _measures(piece) == _measures(fresh)
+
+
 def test_one_card_by_bounds_is_taken_for_a_short_reply_and_not_for_a_long_one() -> None:
     short = render_pieces("# a\n\nb **c**\n\n| x |\n|---|\n| 1 |\n\nd", RenderContext())
     assert _one_card(short, 28_000, 200, 5) is not None

@@ -86,7 +86,9 @@ def render_markdown(
 
 def parse_reply(text: str) -> Node | None:
     """``text`` parsed, to be handed on (images, then ``render_reply(tree=…)``) — or None for a
-    reply long enough to be parsed a section at a time (``split_sections``), never whole."""
+    reply long enough to be parsed a section at a time (``split_sections``), never whole.
+    ``text`` is made valid first (``valid_text``), as ``render_reply`` makes it."""
+    text = valid_text(text)
     return parse(text) if len(split_sections(text)) == 1 else None
 
 

@@ -10,11 +10,17 @@ break a budget. The template's own bytes and components are reserved up front.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from lark_cards.render.cardspec import MAX_TABLES_PER_MARKDOWN
-from lark_cards.render.pieces import CodePiece, MarkdownPiece, Piece, TablePiece, wire_size
+from lark_cards.render.pieces import (
+    CodePiece,
+    MarkdownPiece,
+    Piece,
+    TablePiece,
+    has_text_line,
+    wire_size,
+)
 from lark_cards.render.validate import count_components
 
 
@@ -209,12 +215,7 @@ def _appendable(piece: MarkdownPiece) -> bool:
     """Whether text appended to ``piece`` adds just its own escaped bytes to the element: its
     content is the element's as it is (``_standalone`` rewrites a leading list indentation,
     found on the first line with text — which must then be in ``piece`` itself)."""
-    return (
-        piece.element()["content"] is piece.content and _HAS_TEXT.search(piece.content) is not None
-    )
-
-
-_HAS_TEXT = re.compile(r"[^ \t>\r\n]")  # what _standalone's first text line needs
+    return piece.element()["content"] is piece.content and has_text_line(piece.content)
 
 
 def _text_size(text: str) -> int:

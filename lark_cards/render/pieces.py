@@ -24,6 +24,7 @@ __all__ = [
     "MarkdownPiece",
     "Piece",
     "TablePiece",
+    "has_text_line",
     "wire_size",
 ]
 
@@ -337,6 +338,12 @@ def _tokens(line: str) -> list[str]:
         tokens.append(match.group())
         at = match.end()
     return tokens
+
+
+def has_text_line(content: str) -> bool:
+    """Whether ``content`` holds the line ``_standalone`` reads a prefix from (its first line
+    with text): then text appended to it cannot change what ``_standalone`` does."""
+    return _FIRST_TEXT_LINE.search(content) is not None
 
 
 def _standalone(content: str) -> str:

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 
 from markdown_it.token import Token
 
+from lark_cards.render.inline import RenderContext, html_inline, is_markup_tag
 from lark_cards.render.parser import parse
-from lark_cards.render.renderers import RenderContext, html_inline, is_markup_tag
 from lark_cards.render.tree import Node
 
 _MARKUP_NODES = {
