@@ -2,10 +2,11 @@
 
 Limits per card: the request body ≤ 30 KB in UTF-8 bytes (230025), ≤ 200 components (300305;
 counted as the validator counts them, nested objects included), ≤ 5 tables (230099; reports
-differ, so every number is configurable). Pieces are
-placed in order; adjacent prose merges into one ``markdown`` element to save components; a
-piece too large for any card is split first; a new card starts whenever the next piece would
-break a budget. The template's own bytes and components are reserved up front.
+differ, so every number is configurable). Pieces are placed in order; adjacent prose merges
+into one ``markdown`` element to save components; a piece too large for any card is split
+first; a new card starts whenever the next piece would break a budget. The template's own bytes
+and components are reserved up front. A reply that bounds alone show to fit one card (most of
+them) is made into it without measuring its prose (``_one_card``): the same card, less work.
 """
 
 from __future__ import annotations
