@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from user_templates import REPO, run_cli
 
 from lark_cards.__main__ import build_parser, main
 from lark_cards.render import render_markdown
 
-REPO = Path(__file__).resolve().parents[1]
 MARKDOWN = "# Deploy\n\n- **prod**: ok\n- 飞书 `staging`\n\n```python\nprint('hi')\n```\n"
 
 
@@ -135,14 +135,7 @@ def test_commands_are_subparsers() -> None:
 
 def test_python_dash_m_with_stdin() -> None:
     """The real thing: a subprocess, stdin piped, UTF-8 JSON on stdout."""
-    result = subprocess.run(
-        [sys.executable, "-m", "lark_cards", "render", "-"],
-        input=MARKDOWN.encode(),
-        capture_output=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("render", "-", stdin=MARKDOWN)
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout) == render_markdown(MARKDOWN)
 

@@ -5,38 +5,21 @@ bot ever sends it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from user_templates import GREEN_REPLY, WIDE_REPLY, run_cli, template_folder
 
 from lark_cards.__main__ import main
 from lark_cards.render import RenderOptions, render_markdown
 
-REPO = Path(__file__).resolve().parents[1]
 MARKDOWN = "# Deploy\n\n- **prod**: ok\n- staging: `pending`\n"
-GREEN_REPLY = """{
-  "schema": "2.0",
-  "config": {"update_multi": true},
-  "header": {"title": {"tag": "plain_text", "content": "Bot"}, "template": "green"},
-  "body": {"elements": {{ elements }}}
-}
-"""
-WIDE_REPLY = GREEN_REPLY.replace('"update_multi": true', '"wide_screen_mode": true')
-
-
-def folder(tmp_path: Path, reply: str) -> Path:
-    directory = tmp_path / "mine"
-    directory.mkdir()
-    (directory / "reply.json.j2").write_text(reply)
-    return directory
 
 
 def test_render_uses_the_users_templates(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     source = tmp_path / "reply.md"
     source.write_text(MARKDOWN)
-    directory = folder(tmp_path, GREEN_REPLY)
+    directory = template_folder(tmp_path, GREEN_REPLY)
     assert main(["render", "--templates-dir", str(directory), str(source)]) == 0
     out, err = capsys.readouterr()
     [card] = json.loads(out)
@@ -48,15 +31,8 @@ def test_render_uses_the_users_templates(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_a_card_feishu_would_refuse_is_named_on_stderr(tmp_path: Path) -> None:
     """The real thing: a subprocess with the user's folder, markdown on stdin."""
-    directory = folder(tmp_path, WIDE_REPLY)
-    result = subprocess.run(
-        [sys.executable, "-m", "lark_cards", "render", "--templates-dir", str(directory), "-"],
-        input=MARKDOWN.encode(),
-        capture_output=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    directory = template_folder(tmp_path, WIDE_REPLY)
+    result = run_cli("render", "--templates-dir", str(directory), "-", stdin=MARKDOWN)
     assert result.returncode == 0, result.stderr.decode()
     [card] = json.loads(result.stdout)
     assert card["config"] == {"wide_screen_mode": True}  # what the bot would try first
@@ -68,7 +44,7 @@ def test_a_card_feishu_would_refuse_is_named_on_stderr(tmp_path: Path) -> None:
 def test_a_broken_template_is_named_and_the_default_rendered(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    directory = folder(tmp_path, '{"schema": {% if %} }\n')
+    directory = template_folder(tmp_path, '{"schema": {% if %} }\n')
     source = tmp_path / "reply.md"
     source.write_text(MARKDOWN)
     assert main(["render", "--templates-dir", str(directory), str(source)]) == 0

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from user_templates import GREEN_REPLY, WIDE_REPLY, template_folder
 
 from lark_cards.api.errors import INVALID_PARAM
 from lark_cards.render import RenderOptions, render_markdown
@@ -19,24 +20,12 @@ from lark_cards.sandbox.cli import add_arguments
 from lark_cards.sandbox.runner import Sandbox, SandboxConfig
 
 MARKDOWN = "**deploy** of `api` finished\n\n- web-1 up\n- web-2 up\n"
-GREEN = """{
-  "schema": "2.0",
-  "config": {"update_multi": true},
-  "header": {"title": {"tag": "plain_text", "content": "Bot"}, "template": "green"},
-  "body": {"elements": {{ elements }}}
-}
-"""
-# Carried over from card JSON 1.0: wide_screen_mode is no 2.0 property (Feishu: 230001).
-WIDE = GREEN.replace('"update_multi": true', '"wide_screen_mode": true')
+GREEN, WIDE = GREEN_REPLY, WIDE_REPLY
 BROKEN = '{"schema": {% if %} }\n'
 
 
 def _folder(tmp_path: Path, reply: str | None) -> str:
-    directory = tmp_path / "card-templates"
-    directory.mkdir()
-    if reply is not None:
-        (directory / "reply.json.j2").write_text(reply)
-    return str(directory)
+    return str(template_folder(tmp_path, reply, "card-templates"))
 
 
 @pytest.fixture
