@@ -62,6 +62,7 @@ SMALL = Budget(max_bytes=3 * 1024, margin=256, max_components=6, max_tables=1)
 @example("000000000000000000{:color='red'}<br/>")  # found by hypothesis: attr list before <br>
 @example("000000000000000000[x](https://e.com/p?q=1){:color='red'}")  # a coloured link
 @example("0000000000\\![i](https://e.com/i.png)00000000")  # "!" + link must not be an image
+@example("000000000000000<b>\\| a | b |\n|---|:-:|\n| 1 | 2 |\n00")  # HTML in a column name
 def test_every_card_respects_a_tight_budget(markdown):
     cards = render_markdown(markdown, options=RenderOptions(budget=SMALL))
     for card in cards:

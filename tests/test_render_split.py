@@ -167,6 +167,21 @@ def test_600_row_table_splits_into_tables_with_the_same_columns_and_every_row_on
     assert seen == rows
 
 
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("<b>Host</b>", "<b>Host</b>"),  # raw HTML is text, as in prose: no word is dropped
+        ("Host<br>name", "Host name"),  # a line break in a column name is a space
+        ("**Host** `id`", "Host id"),
+        ("![logo](https://e.com/l.png) Host", "logo Host"),
+    ],
+)
+def test_column_names_keep_every_word_of_the_header(header: str, name: str) -> None:
+    [card] = render_markdown(f"| {header} | b |\n|---|---|\n| 1 | 2 |\n")
+    [table] = content_elements(card)
+    assert [c["display_name"] for c in table["columns"]] == [name, "b"]
+
+
 def test_wide_cjk_table_splits_by_bytes():
     rows = [(f"服务器{i}", "运行正常，负载较低，无需处理" * 3, str(i), "机房") for i in range(600)]
     cards = render_markdown(host_table(rows))

@@ -191,13 +191,16 @@ def styled(node: Node | Token, rendered: str) -> str:
 
 
 def plain_tokens(tokens: Sequence[Token]) -> str:
-    """The words of inline tokens without markup (image alt text, header names)."""
+    """The words of inline tokens without markup (image alt text, header names). Raw HTML
+    other than ``<br>`` is text, as in prose (html_inline): ``<b>`` in a column name stays."""
     words = []
     for token in tokens:
         if token.type in ("text", "code_inline"):
             words.append(token.content)
         elif token.type in ("softbreak", "hardbreak"):
             words.append(" ")
+        elif token.type == "html_inline":
+            words.append(" " if is_markup_tag(token) else token.content)
         elif token.children:  # an image: its alt text
             words.append(plain_tokens(token.children))
     return "".join(words)
