@@ -13,8 +13,10 @@ import logging
 import os
 import re
 import resource
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from errbot_config import errbot_config, offline_backend
-from feishu_payloads import ENCRYPTED, EVENTS_PATH, NOW, load, signed_request
+from feishu_payloads import ENCRYPTED, EVENTS_PATH, NOW, load, signed_request, with_ids
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,9 +34,12 @@ from lark_cards.state import MemoryStore
 from lark_cards.transport.envelope import Envelope
 from lark_cards.transport.logs import LogThrottle, brief
 from lark_cards.transport.server import (
+    BACKLOG,
     MAX_CONNECTIONS,
+    MIN_BURST,
     GuardedSite,
     ServerLimits,
+    accept_burst,
     default_max_connections,
     start_server,
 )
@@ -451,28 +456,55 @@ asyncio.run(main())
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _slow_clients(port: int, count: int) -> list[Stream]:
-    opened = []
-    for _ in range(count):
+async def _slow_clients(port: int, count: int, *, at_once: bool = False) -> list[Stream]:
+    """``count`` clients that send half a request and wait; ``at_once``: all connecting
+    together, each given 5 s (a stopped server's kernel queue takes them: none should wait)."""
+
+    async def one() -> Stream | None:
         try:
-            stream = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.5)
+            connecting = asyncio.open_connection("127.0.0.1", port)
+            stream = await asyncio.wait_for(connecting, 5.0 if at_once else 0.5)
         except (TimeoutError, OSError):
-            continue  # the child's accept queue is full: that client simply waits
+            return None  # the child's accept queue is full: that client simply waits
         stream[1].write(PARTIAL_HEADERS)
-        opened.append(stream)
-    return opened
+        return stream
+
+    if at_once:
+        opened = await asyncio.gather(*(one() for _ in range(count)))
+    else:
+        opened = [await one() for _ in range(count)]
+    return [stream for stream in opened if stream is not None]
 
 
-@pytest.mark.parametrize(("cap", "answer_within"), [(0, 1.0), (1000, 4.0)])
-async def test_many_slow_clients_under_a_low_open_files_limit(
-    cap: int, answer_within: float
-) -> None:
-    """The attack that took the bot offline, with a 128-file limit and 300 slow clients.
+@dataclass
+class LimitedServer:
+    """The CHILD process: a guarded site under a low open-files limit."""
 
-    cap 0 = the default (64 here): the signed event is answered at once. cap 1000 = no real
-    cap: accept() runs out of files, and that is one log line, not thousands; the event is
-    answered once the deadline has cleared the slow clients.
-    """
+    child: asyncio.subprocess.Process
+    port: int = 0
+    log: str = ""
+
+    events: int = 0
+
+    async def answers_an_event(self, within: float) -> None:
+        """A new signed event, posted on a new connection, is answered ``within`` seconds and
+        dispatched; a connection queued before it has been accepted by then."""
+        self.events += 1
+        event = with_ids(load("p2p_text"), event_id=f"e{self.events}", message_id=f"m{self.events}")
+        body, headers = signed_request(event)
+        async with asyncio.timeout(within), aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{self.port}{EVENTS_PATH}"
+            async with session.post(url, data=body, headers=headers) as resp:
+                assert (resp.status, await resp.json()) == (200, {"msg": "ok"})
+        assert self.child.stdout is not None
+        dispatched = await asyncio.wait_for(self.child.stdout.readline(), 5)
+        assert dispatched.startswith(b"dispatched")
+
+
+@asynccontextmanager
+async def limited_server(open_files: int, cap: int) -> AsyncIterator[LimitedServer]:
+    """Start CHILD with ``open_files`` as its limit and ``cap`` connections (0: the default);
+    on leaving, stop it and keep its log, which must hold no traceback."""
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1024:
         pytest.skip("the test process itself needs ~400 open files")
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
@@ -480,7 +512,7 @@ async def test_many_slow_clients_under_a_low_open_files_limit(
         sys.executable,
         "-c",
         CHILD,
-        "128",
+        str(open_files),
         str(cap),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -490,29 +522,85 @@ async def test_many_slow_clients_under_a_low_open_files_limit(
     assert child.stdin is not None
     assert child.stdout is not None
     assert child.stderr is not None
-    slow: list[Stream] = []
+    server = LimitedServer(child)
     try:
-        port = int(await asyncio.wait_for(child.stdout.readline(), 30))
-        slow = await _slow_clients(port, 300)
-        body, headers = signed_request(load("p2p_text"))
-        async with asyncio.timeout(answer_within), aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
-            async with session.post(url, data=body, headers=headers) as resp:
-                assert (resp.status, await resp.json()) == (200, {"msg": "ok"})
-        assert (await asyncio.wait_for(child.stdout.readline(), 5)).startswith(b"dispatched")
+        server.port = int(await asyncio.wait_for(child.stdout.readline(), 30))
+        yield server
     finally:
-        close(*slow)
+        child.send_signal(signal.SIGCONT)  # in case a test stopped it
         child.stdin.close()
         try:
             await asyncio.wait_for(child.wait(), 15)
         finally:
             if child.returncode is None:
                 child.kill()
-    log_text = (await child.stderr.read()).decode()
-    assert child.returncode == 0, log_text
-    assert "Traceback" not in log_text
-    assert log_text.count("Too many open files") <= 2, log_text
-    assert len(log_text.splitlines()) <= 8, log_text
+    server.log = (await child.stderr.read()).decode()
+    assert child.returncode == 0, server.log
+    assert "Traceback" not in server.log
+
+
+@pytest.mark.parametrize(("cap", "answer_within"), [(0, 1.0), (1000, 4.0)])
+async def test_many_slow_clients_under_a_low_open_files_limit(
+    cap: int, answer_within: float
+) -> None:
+    """The attack that took the bot offline, with a 128-file limit and 300 slow clients.
+
+    cap 0 = the default (64 here): the signed event is answered at once, and accept() never
+    runs out of files. cap 1000 = no real cap: accept() runs out of files, and that is one log
+    line, not thousands; the event is answered once the deadline has cleared the slow clients.
+    """
+    slow: list[Stream] = []
+    async with limited_server(128, cap) as server:
+        try:
+            slow = await _slow_clients(server.port, 300)
+            await server.answers_an_event(answer_within)
+        finally:
+            close(*slow)
+    assert server.log.count("Too many open files") <= (2 if cap else 0), server.log
+    assert len(server.log.splitlines()) <= 8, server.log
+
+
+async def test_a_burst_of_queued_connections_never_runs_the_server_out_of_files() -> None:
+    """Connections queued while the server is busy were accepted in one go: with a 128-file
+    limit, 64 connections held open and 120 queued, that burst ran out of files and asyncio
+    stopped accepting for a second (CI saw the event answered after 1 s). Now a loop turn
+    accepts what the files the cap leaves can hold (accept_burst), and the kernel still
+    queues all 120 (a shorter queue would drop the event's SYN: a second's wait too)."""
+    slow: list[Stream] = []
+    async with limited_server(128, 0) as server:
+        try:
+            slow = await _slow_clients(server.port, 64)  # the cap: every file it may hold
+            await server.answers_an_event(5.0)  # so all 64 are accepted: the queue is empty
+            server.child.send_signal(signal.SIGSTOP)  # busy: the kernel queues what arrives
+            queued = await _slow_clients(server.port, 120, at_once=True)
+            slow += queued
+            server.child.send_signal(signal.SIGCONT)
+            await server.answers_an_event(1.0)
+        finally:
+            close(*slow)
+    assert len(queued) == 120  # the kernel's queue is BACKLOG long, not the burst
+    assert "Too many open files" not in server.log, server.log
+
+
+@pytest.mark.parametrize(
+    ("open_files", "cap", "burst"),
+    [
+        (None, 500, BACKLOG),  # no limit: as configured
+        (1_048_576, 500, BACKLOG),  # a container's limit: as configured
+        (1024, 500, BACKLOG),  # systemd's usual soft limit: 524 left, a burst of 128 fits
+        (512, 256, 64),
+        (128, 64, 16),
+        (128, 1000, MIN_BURST),  # a cap above the limit: never below the floor
+    ],
+)
+def test_a_loop_turn_accepts_what_the_files_the_cap_leaves_can_hold(
+    open_files: int | None, cap: int, burst: int
+) -> None:
+    fitted = accept_burst(BACKLOG, cap, open_files)
+    assert fitted == burst
+    if open_files is not None and cap < open_files:
+        assert cap + 3 * fitted <= open_files  # the cap and three bursts (its docstring)
+    assert accept_burst(8, cap, open_files) == 8  # a smaller configured backlog stays
 
 
 # --- the log throttle and brief() ------------------------------------------------------------

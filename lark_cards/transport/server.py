@@ -41,10 +41,12 @@ __all__ = [
     "BACKLOG",
     "KEEPALIVE_TIMEOUT",
     "MAX_CONNECTIONS",
+    "MIN_BURST",
     "REQUEST_TIMEOUT",
     "GuardedConnection",
     "GuardedSite",
     "ServerLimits",
+    "accept_burst",
     "default_max_connections",
     "start_server",
     "unbindable",
@@ -56,6 +58,7 @@ REQUEST_TIMEOUT = 10.0  # s from a request's first byte until its answer is writ
 KEEPALIVE_TIMEOUT = 5.0  # s an idle connection is kept open (aiohttp's default: 3630)
 MAX_CONNECTIONS = 500  # the cap, unless half the open-files limit is lower
 BACKLOG = 128  # pending connections the kernel queues for accept()
+MIN_BURST = 16  # accepted per loop turn at least, however few files the cap leaves
 
 # accept() failures that mean "out of file descriptors or memory", which asyncio logs with a
 # traceback, once per queued connection, while it lasts.
@@ -112,13 +115,36 @@ def unbindable(error: OSError, host: str, port: int) -> str | None:
     return f"cannot listen on {host}:{port}: {why}: check BOT_IDENTITY['{key}']"
 
 
+def _open_files_limit() -> int | None:
+    """The soft RLIMIT_NOFILE, or None when there is none to fit in."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY or soft <= 0 else soft
+
+
 def default_max_connections() -> int:
     """``min(MAX_CONNECTIONS, soft RLIMIT_NOFILE // 2)``: the other half is left for the
     listening socket, the Open API client, log files and whatever plugins open."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft <= 0:
-        return MAX_CONNECTIONS
-    return max(1, min(MAX_CONNECTIONS, soft // 2))
+    soft = _open_files_limit()
+    return MAX_CONNECTIONS if soft is None else max(1, min(MAX_CONNECTIONS, soft // 2))
+
+
+def accept_burst(backlog: int, max_connections: int, open_files: int | None) -> int:
+    """How many queued connections to accept in one loop turn: ``backlog``, fewer when the
+    files the connection cap leaves would not hold that many.
+
+    asyncio accepts up to its ``backlog`` argument each time the listening socket is ready,
+    before any of them reaches :meth:`GuardedSite.admit`. If that burst runs out of files,
+    accept() fails with EMFILE and asyncio stops accepting for a whole second
+    (``asyncio.constants.ACCEPT_RETRY_DELAY``): a flood of slow clients under a low limit
+    delayed a signed event by 1-2 s. A socket accepted in one turn is admitted two turns later
+    and the one it evicts closes a turn after that, so up to three bursts are open beside the
+    cap: a burst gets a quarter of what the cap leaves, the last quarter being the process's
+    own files (at least MIN_BURST). The kernel's queue stays ``backlog`` long
+    (:meth:`GuardedSite.start`): a smaller one would drop a client's SYN, a second's wait too.
+    """
+    if open_files is None:
+        return backlog
+    return min(backlog, max(MIN_BURST, (open_files - max_connections) // 4))
 
 
 async def start_server(
@@ -158,10 +184,11 @@ class GuardedSite(web.BaseSite):
         limits: ServerLimits | None = None,
     ) -> None:
         self.limits = limits = limits or ServerLimits()
+        self.max_connections = limits.max_connections or default_max_connections()
         super().__init__(runner, backlog=limits.backlog)
+        self.burst = accept_burst(limits.backlog, self.max_connections, _open_files_limit())
         self._host = host
         self._port = port
-        self.max_connections = limits.max_connections or default_max_connections()
         self.log = LogThrottle(log, limits.log_interval)
         # Open connections, oldest first: the cap closes from the front.
         self._open: dict[GuardedConnection, None] = {}
@@ -180,9 +207,15 @@ class GuardedSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         self._loop = loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._connection, self._host, self._port, backlog=self._backlog
+        # asyncio's backlog is both the kernel's queue and the accepts per loop turn: serve
+        # with the burst, then give the kernel its longer queue again (listen() on a listening
+        # socket only resizes the queue; asyncio never calls it again, not after EMFILE).
+        self._server = server = await loop.create_server(
+            self._connection, self._host, self._port, backlog=self.burst
         )
+        for listening in server.sockets:
+            with listening.dup() as same_socket:
+                same_socket.listen(self._backlog)
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._loop_error)
         log.debug("serving %s with at most %d connections", self.name, self.max_connections)
