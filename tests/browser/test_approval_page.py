@@ -30,10 +30,27 @@ def _message(driver, message_id: str):
     return driver.find_element(By.CSS_SELECTOR, f'.msg[data-message-id="{message_id}"]')
 
 
-def _bot_messages(driver):
+def _read_bot_messages(driver) -> list[tuple[str, str]]:
+    """``(message id, text)`` of every bot message; raises StaleElementReferenceException when
+    a card update redraws a message while it is read (the deploy card updates every step)."""
     from selenium.webdriver.common.by import By
 
-    return driver.find_elements(By.CSS_SELECTOR, ".msg.from-bot")
+    found = driver.find_elements(By.CSS_SELECTOR, ".msg.from-bot")
+    return [(m.get_attribute("data-message-id"), m.text) for m in found]
+
+
+def _bot_messages(driver) -> list[tuple[str, str]]:
+    """The bot messages as they are now, read again if a redraw made the reading stale."""
+    return wait_for(driver, lambda d: (_read_bot_messages(d),))[0]
+
+
+def _bot_message_id(driver, shows, timeout: float = 30) -> str:
+    """The id of the first bot message whose text ``shows`` accepts, once there is one."""
+
+    def first(d) -> str | None:
+        return next((mid for mid, text in _read_bot_messages(d) if shows(text)), None)
+
+    return wait_for(driver, first, timeout)
 
 
 def _buttons(message) -> dict[str, object]:
@@ -64,8 +81,8 @@ def _toasts(driver):
     return driver.find_elements(By.CSS_SELECTOR, "#toasts .toast")
 
 
-def _is_progress(message) -> bool:
-    return "Deploying prod" in message.text or "Deployed prod" in message.text
+def _is_progress(text: str) -> bool:
+    return "Deploying prod" in text or "Deployed prod" in text
 
 
 def _reply_to(demo: Demo, message_id: str) -> str | None:
@@ -87,18 +104,16 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
 
     # Alice (a bot admin) asks for a deploy: a card with Approve / Deny.
     _send(driver, "!deploy prod")
-    wait_for(driver, lambda d: any("asks to deploy" in m.text for m in _bot_messages(d)))
-    request = next(m for m in _bot_messages(driver) if "asks to deploy" in m.text)
-    card_id = request.get_attribute("data-message-id")
+    card_id = _bot_message_id(driver, lambda text: "asks to deploy" in text)
+    request = _message(driver, card_id)
     assert "Alice asks to deploy prod." in request.text
     assert set(_buttons(request)) == {"Approve", "Deny"}
     driver.save_screenshot(str(screenshots / "approval-request.png"))
 
     # Bob is not a bot admin: his click is refused, in a reply under the card.
     _click_as(driver, "Bob", card_id, "Approve")
-    wait_for(driver, lambda d: any(REFUSAL in m.text for m in _bot_messages(d)))
-    refusal = next(m for m in _bot_messages(driver) if REFUSAL in m.text)
-    refusal_id = refusal.get_attribute("data-message-id")
+    refusal_id = _bot_message_id(driver, lambda text: REFUSAL in text)
+    refusal = _message(driver, refusal_id)
     quote = refusal.find_element(By.CSS_SELECTOR, ".reply-quote").text
     assert quote.startswith("↩ ChatOps Bot: [interactive]"), quote
     assert _reply_to(demo, refusal_id) == card_id
@@ -106,7 +121,7 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
     assert request.get_attribute("data-updates") == "0"  # the card is not approved …
     assert set(_buttons(request)) == {"Approve", "Deny"}  # … and still asks
     assert "approved" not in request.text
-    assert not any("Deploying" in m.text or "Deployed" in m.text for m in _bot_messages(driver))
+    assert not any(_is_progress(text) for _, text in _bot_messages(driver))
     driver.save_screenshot(str(screenshots / "approval-refused.png"))
 
     # Alice is: her click approves the request in place and the deploy runs in one card.
@@ -118,9 +133,7 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
     assert request.get_attribute("data-updates") == "1"
     assert request.find_element(By.CSS_SELECTOR, ".msg-edited").text == "updated ×1"
 
-    wait_for(driver, lambda d: any(_is_progress(m) for m in _bot_messages(d)), timeout=15)
-    progress = next(m for m in _bot_messages(driver) if _is_progress(m))
-    progress_id = progress.get_attribute("data-message-id")
+    progress_id = _bot_message_id(driver, _is_progress, timeout=15)
     wait_for(driver, lambda d: "Deployed prod: 4/4 steps done." in _message(d, progress_id).text)
     progress = _message(driver, progress_id)
     assert int(progress.get_attribute("data-updates")) >= 2  # each step redrew the same card
@@ -128,8 +141,8 @@ def test_approve_button_runs_as_the_clicker_and_updates_the_cards(
     assert _reply_to(demo, progress_id) == card_id  # the deploy answers under the request
 
     bot = _bot_messages(driver)
-    assert [m.get_attribute("data-message-id") for m in bot] == [card_id, refusal_id, progress_id]
-    assert sum(REFUSAL in m.text for m in bot) == 1  # Alice's click was not refused
+    assert [mid for mid, _ in bot] == [card_id, refusal_id, progress_id]
+    assert sum(REFUSAL in text for _, text in bot) == 1  # Alice's click was not refused
 
     wait_for(driver, lambda d: not _toasts(d), timeout=10)
     _readme_picture(driver, screenshots, "approval-done.png", "approval.png")
