@@ -173,6 +173,7 @@ def test_600_row_table_splits_into_tables_with_the_same_columns_and_every_row_on
         ("<b>Host</b>", "<b>Host</b>"),  # raw HTML is text, as in prose: no word is dropped
         ("Host<br>name", "Host name"),  # a line break in a column name is a space
         ("**Host** `id`", "Host id"),
+        ("`a&amp;b` id", "a&b id"),  # code as the renderer shows it (Errbot escapes code too)
         ("![logo](https://e.com/l.png) Host", "logo Host"),
     ],
 )

@@ -146,9 +146,7 @@ def is_markup_tag(token: Token) -> bool:
 def html_inline(token: Token, ctx: RenderContext) -> str:
     """``<br>`` is a line break; every other tag is shown as text — ``<at id=all>`` in a
     reply's text must never become a live mention (the backend adds real mentions itself)."""
-    if _BR.fullmatch(token.content):
-        return "\n"
-    return escape(token.content)
+    return "\n" if is_markup_tag(token) else escape(token.content)
 
 
 def footnote_ref(token: Token, ctx: RenderContext) -> str:
@@ -190,17 +188,21 @@ def styled(node: Node | Token, rendered: str) -> str:
     return rendered
 
 
-def plain_tokens(tokens: Sequence[Token]) -> str:
-    """The words of inline tokens without markup (image alt text, header names). Raw HTML
-    other than ``<br>`` is text, as in prose (html_inline): ``<b>`` in a column name stays."""
+def plain_tokens(tokens: Sequence[Token], line_break: str = " ") -> str:
+    """The words of inline tokens without markup, as the renderer shows them: code unescaped,
+    raw HTML as text, a line break (soft, hard or ``<br>``) as ``line_break`` — a space in
+    image alt text and column names, a newline in a text message (``plain.plain_text``)."""
     words = []
     for token in tokens:
-        if token.type in ("text", "code_inline"):
+        kind = token.type
+        if kind == "text":
             words.append(token.content)
-        elif token.type in ("softbreak", "hardbreak"):
-            words.append(" ")
-        elif token.type == "html_inline":
-            words.append(" " if is_markup_tag(token) else token.content)
+        elif kind == "code_inline":
+            words.append(html.unescape(token.content))  # as code_inline renders it
+        elif kind in ("softbreak", "hardbreak"):
+            words.append(line_break)
+        elif kind == "html_inline":
+            words.append(line_break if is_markup_tag(token) else token.content)
         elif token.children:  # an image: its alt text
-            words.append(plain_tokens(token.children))
+            words.append(plain_tokens(token.children, line_break))
     return "".join(words)

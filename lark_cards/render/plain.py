@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from markdown_it.token import Token
-
-from lark_cards.render.inline import RenderContext, html_inline, is_markup_tag
+from lark_cards.render.inline import plain_tokens
 from lark_cards.render.parser import parse
 from lark_cards.render.tree import Node
 
@@ -58,27 +56,13 @@ def _plain_parts(tree: Node) -> Iterator[str]:
         if node.type in _TEXT_BLOCKS:
             yield "\n"
         if node.type == "inline":
-            yield from _inline_parts(node.inline_tokens)
+            yield plain_tokens(node.inline_tokens, "\n")
         elif node.type in ("fence", "code_block"):
             yield html.unescape(node.content)
         elif node.type == "html_block":
             yield html.unescape(node.content)  # as the renderer shows raw HTML
         elif node.type in ("td", "th"):
             yield "\t"
-
-
-def _inline_parts(tokens: Sequence[Token]) -> Iterator[str]:
-    for token in tokens:
-        if token.type == "text":
-            yield token.content
-        elif token.type == "code_inline":
-            yield html.unescape(token.content)  # as the renderer shows code
-        elif token.type in ("softbreak", "hardbreak"):
-            yield "\n"
-        elif token.type == "html_inline":
-            yield html_inline(token, RenderContext()) if is_markup_tag(token) else token.content
-        elif token.children:  # an image: its alt text
-            yield from _inline_parts(token.children)
 
 
 def is_plain(text: str, tree: Node | None = None) -> bool:
