@@ -483,8 +483,7 @@ class LimitedServer:
     child: asyncio.subprocess.Process
     port: int = 0
     log: str = ""
-
-    events: int = 0
+    events: int = 0  # posted so far: each event gets new ids
 
     async def answers_an_event(self, within: float) -> None:
         """A new signed event, posted on a new connection, is answered ``within`` seconds and
